@@ -1,0 +1,94 @@
+"""Render point records as a plain-text table, with one line per point that did not pass."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+from tabulate import tabulate
+
+from results.records import METRICS, STATS, PointRecord
+
+# make_run_id writes <YYYYmmdd-HHMMSS>-<model>-<vendor>-<6 hex>; vendor and hash tell runs apart
+_RUN_ID = re.compile(r"^\d{8}-\d{6}-.+-(?P<vendor>[^-]+)-(?P<digest>[0-9a-f]{6})$")
+_STAT_LABEL = {"mean": "mean", "median": "med", "p99": "p99"}
+CAPTION = "TTFT, TPOT, ITL and E2EL columns are latencies in milliseconds (ms)"
+
+
+def short_run_ids(run_ids: Sequence[str]) -> dict[str, str]:
+    """A short, still unique, name for each run id."""
+    unique = list(dict.fromkeys(run_ids))
+    short: dict[str, str] = {}
+    for run_id in unique:
+        match = _RUN_ID.match(run_id)
+        short[run_id] = f"{match['vendor']}-{match['digest']}" if match else run_id
+    if len(set(short.values())) != len(unique):
+        return {run_id: run_id for run_id in unique}
+    return short
+
+
+def _qps(qps: float | None) -> str:
+    if qps is None:
+        return "-"
+    return "inf" if math.isinf(qps) else f"{qps:g}"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def format_table(records: Sequence[PointRecord]) -> str:
+    """The records as a table, a caption line above it, and the non-ok points below it."""
+    if not records:
+        return "no points to show"
+    runs = short_run_ids([r.run_id for r in records])
+    multi_run = len(runs) > 1
+
+    headers = ["run"] if multi_run else []
+    headers += ["scenario", "QPS", "done/failed", "req/s", "out tok/s"]
+    for metric in METRICS:
+        headers += [f"{metric.upper()} {_STAT_LABEL[stat]}" for stat in STATS]
+    headers.append("verdict")
+
+    rows: list[list[object]] = []
+    for rec in records:
+        row: list[object] = [runs[rec.run_id]] if multi_run else []
+        row += [
+            rec.scenario,
+            _qps(rec.qps),
+            f"{_count(rec.completed)}/{_count(rec.failed)}",
+            rec.request_throughput,
+            rec.output_throughput,
+        ]
+        for metric in METRICS:
+            row += [getattr(rec, f"{metric}_{stat}_ms") for stat in STATS]
+        row.append(rec.verdict)
+        rows.append(row)
+
+    qps_col = headers.index("QPS")
+    colalign = ["left"] * len(headers)
+    for index, header in enumerate(headers):
+        if header not in ("run", "scenario", "verdict"):
+            colalign[index] = "right"
+    table = tabulate(
+        rows,
+        headers=headers,
+        tablefmt="simple",
+        floatfmt=".2f",
+        missingval="-",
+        colalign=colalign,
+        # "10" and "inf" are labels here, not numbers to print as 10.00
+        disable_numparse=[qps_col],
+    )
+
+    lines = [CAPTION, table]
+    for rec in records:
+        if rec.verdict == "ok":
+            continue
+        name = f"{runs[rec.run_id]}/{rec.point_id}" if multi_run else rec.point_id
+        line = f"{name}: {rec.verdict}"
+        if rec.reasons:
+            line += ": " + "; ".join(rec.reasons)
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,287 @@
+"""Run one job: start `vllm serve`, run and judge each point, stop the server, write the run dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import provenance
+from .judge import FAILED, NOT_RUN, OK, Verdict, judge_point
+from .procs import Interrupted, Server, ServerFailed, run_command
+from .util import (
+    Events,
+    atomic_write_json,
+    error_line,
+    redact_argv,
+    redact_env,
+    relevant_env,
+    secret_values,
+    tail_lines,
+)
+
+JOB_SCHEMA = 1
+RUN_DIR_FORMAT = 1
+EXIT_OK, EXIT_FAILED, EXIT_BAD_JOB, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class JobError(Exception):
+    """The job itself is unusable (wrong schema, the run directory exists)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn the first SIGINT/SIGTERM into Interrupted; ignore repeats while cleaning up."""
+    seen = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal seen
+        if not seen:
+            seen = True
+            raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class JobRunner:
+    """Carries one job through, keeping status.json current after every point."""
+
+    def __init__(self, job: dict[str, Any], out_root: Path, events: Events) -> None:
+        if job.get("job_schema") != JOB_SCHEMA:
+            raise JobError(f"job schema {job.get('job_schema')!r} is not {JOB_SCHEMA}")
+        self.job = job
+        self.run = job["run"]
+        self.run_id = str(self.run["run_id"])
+        self.out_root = out_root
+        self.final_dir = out_root / self.run_id
+        self.work_dir = out_root / f".{self.run_id}.partial"
+        self.events = events
+        self.env = {**os.environ, **{str(k): str(v) for k, v in job.get("env", {}).items()}}
+        self.secrets = secret_values(self.env)
+        self.points: list[dict[str, Any]] = list(job["points"])
+        self.results: dict[str, dict[str, Any]] = {
+            p["id"]: {
+                "id": p["id"],
+                "scenario": p["scenario"],
+                "verdict": NOT_RUN,
+                "reasons": ["not started"],
+                "result": p["result"],
+                "log": f"logs/{p['id']}.log",
+            }
+            for p in self.points
+        }
+        self.status: dict[str, Any] = {
+            "format": RUN_DIR_FORMAT,
+            "run_id": self.run_id,
+            "status": "running",
+            "started": _now(),
+            "finished": None,
+            "reason": None,
+            "server": None,
+            "points": list(self.results.values()),
+        }
+
+    # -- files -------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        if self.final_dir.exists():
+            raise JobError(f"run directory {self.final_dir} already exists")
+        if self.work_dir.exists():
+            shutil.rmtree(self.work_dir)  # the leftover of a killed attempt with this very id
+        (self.work_dir / "raw").mkdir(parents=True)
+        (self.work_dir / "logs").mkdir()
+        self.events.attach(self.work_dir / "events.jsonl")
+        atomic_write_json(self.work_dir / "run.json", self.run)
+        self._write_status()
+
+    def _write_status(self) -> None:
+        atomic_write_json(self.work_dir / "status.json", self.status)
+
+    def _provenance(self) -> dict[str, Any]:
+        server = self.job.get("server")
+        return {
+            "format": RUN_DIR_FORMAT,
+            "run_id": self.run_id,
+            "tool": self.job.get("tool", {}),
+            "executor": self.job.get("executor", {}),
+            "vendor": self.run.get("vendor"),
+            **provenance.collect(str(self.run.get("vendor")), self.job["vllm"]),
+            "commands": {
+                "server": redact_argv(server["argv"], self.secrets) if server else None,
+                "points": {p["id"]: redact_argv(p["argv"], self.secrets) for p in self.points},
+            },
+            "env": redact_env(
+                {**relevant_env(os.environ), **self.job.get("env", {})}, self.secrets
+            ),
+            "started": self.status["started"],
+        }
+
+    # -- points ------------------------------------------------------------------------------
+    def _record(self, point: dict[str, Any], verdict: Verdict, **extra: Any) -> None:
+        entry = self.results[point["id"]]
+        entry.update(verdict.to_dict())
+        entry.update(extra)
+        self._write_status()
+        self.events.emit(
+            "point_finished",
+            id=point["id"],
+            verdict=verdict.verdict,
+            reasons=verdict.reasons,
+            seconds=extra.get("seconds"),
+        )
+
+    def _run_point(self, index: int, point: dict[str, Any]) -> None:
+        self.events.emit(
+            "point_started",
+            id=point["id"],
+            index=index,
+            total=len(self.points),
+            scenario=point["scenario"],
+            num_prompts=point.get("expected"),
+        )
+        self.results[point["id"]].update(verdict="running", reasons=[])
+        log = self.work_dir / "logs" / f"{point['id']}.log"
+        outcome = run_command(
+            point["argv"],
+            cwd=self.work_dir,
+            env=self.env,
+            log=log,
+            timeout_s=float(point.get("timeout_s", 3600)),
+        )
+        tail = tail_lines(log)
+        verdict = judge_point(
+            point["scenario"],
+            self.work_dir / point["result"],
+            int(point.get("expected") or 0),
+            outcome.returncode,
+            outcome.timed_out,
+            error_line(tail),
+        )
+        extra: dict[str, Any] = {
+            "seconds": round(outcome.seconds, 3),
+            "returncode": outcome.returncode,
+        }
+        if not verdict.ok:
+            extra["log_tail"] = tail
+        self._record(point, verdict, **extra)
+
+    def _fail_remaining(self, points: list[dict[str, Any]], reason: str, tail: list[str]) -> None:
+        for point in points:
+            if self.results[point["id"]]["verdict"] in (NOT_RUN, "running"):
+                self._record(point, Verdict(FAILED, [reason]), log_tail=tail)
+
+    def _serve_points(self, points: list[dict[str, Any]]) -> None:
+        spec = self.job["server"]
+        server = Server(
+            spec["argv"],
+            cwd=self.work_dir,
+            env=self.env,
+            log=self.work_dir / "server.log",
+            health_url=spec["health_url"],
+            stop_timeout_s=float(spec.get("stop_timeout_s", 30)),
+        )
+        info: dict[str, Any] = {"started": _now(), "ready_s": None, "exit_status": None}
+        self.status["server"] = info
+        self.events.emit("server_starting", argv=redact_argv(spec["argv"], self.secrets))
+        try:
+            server.start()
+            info["ready_s"] = round(
+                server.wait_ready(
+                    float(spec.get("ready_timeout_s", 1200)),
+                    lambda s: self.events.emit("server_waiting", seconds=round(s, 1)),
+                ),
+                3,
+            )
+            self._write_status()
+            self.events.emit("server_ready", seconds=info["ready_s"])
+            for point in points:
+                server.check_alive()
+                self._run_point(self.points.index(point) + 1, point)
+        except ServerFailed as exc:
+            info["error"] = exc.reason
+            self.events.emit("server_failed", reason=exc.reason, log_tail=exc.log_tail)
+            self._fail_remaining(points, exc.reason, exc.log_tail)
+        finally:
+            info["exit_status"] = server.stop()
+            info["stopped"] = _now()
+            self._write_status()
+            self.events.emit("server_stopped", exit_status=info["exit_status"])
+
+    # -- the whole job -----------------------------------------------------------------------
+    def execute(self) -> int:
+        self._prepare()
+        prov = self._provenance()
+        atomic_write_json(self.work_dir / "provenance.json", prov)
+        self.events.emit(
+            "run_started",
+            run_id=self.run_id,
+            run_dir=str(self.final_dir),
+            points=len(self.points),
+        )
+        code = EXIT_OK
+        try:
+            with _interruptible():
+                served = [p for p in self.points if p.get("needs_server")]
+                if served:
+                    self._serve_points(served)
+                for point in self.points:
+                    if not point.get("needs_server"):
+                        self._run_point(self.points.index(point) + 1, point)
+            failed = [r["id"] for r in self.results.values() if r["verdict"] != OK]
+            if failed:
+                self.status.update(
+                    status="failed", reason=f"{len(failed)} point(s) failed: {', '.join(failed)}"
+                )
+                code = EXIT_FAILED
+            else:
+                self.status.update(status="ok")
+        except Interrupted as exc:
+            for entry in self.results.values():
+                if entry["verdict"] in (NOT_RUN, "running"):
+                    entry.update(verdict=NOT_RUN, reasons=[f"interrupted ({exc})"])
+            self.status.update(status="interrupted", reason=f"interrupted by {exc}")
+            code = EXIT_INTERRUPTED
+        finally:
+            self.status["finished"] = _now()
+            if self.status["status"] == "running":
+                self.status.update(status="failed", reason="the agent stopped unexpectedly")
+            self._write_status()
+            prov["finished"] = self.status["finished"]
+            atomic_write_json(self.work_dir / "provenance.json", prov)
+            self.events.emit(
+                "run_finished",
+                run_id=self.run_id,
+                status=self.status["status"],
+                reason=self.status["reason"],
+                run_dir=str(self.final_dir),
+            )
+            self.events.detach()
+            os.replace(self.work_dir, self.final_dir)
+        return code
+
+
+def run_job(job: dict[str, Any], out_root: Path, events: Events) -> int:
+    started = time.monotonic()
+    try:
+        runner = JobRunner(job, out_root, events)
+        code = runner.execute()
+    except (JobError, KeyError) as exc:
+        events.emit("job_error", reason=f"unusable job: {exc}")
+        return EXIT_BAD_JOB
+    events.emit("agent_exit", code=code, seconds=round(time.monotonic() - started, 3))
+    return code

@@ -1,0 +1,212 @@
+"""The agent's child processes: each in its own process group, with deadlines, killed as a group."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .util import error_line, tail_lines
+
+POLL_S = 0.5
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM reached the agent."""
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGTERM if the agent itself is killed, so no server outlives it.
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def spawn(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """Start argv in a new session (its own process group), output appended to log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run in the agent
+        )
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> int | None:
+    """SIGTERM the process group, wait up to grace_s, then SIGKILL it; return the exit status."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            return proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_group(pgid: int, grace_s: float = 5.0) -> None:
+    """Kill whatever is left of a process group whose leader has already exited."""
+    if not _group_alive(pgid):
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@dataclass
+class CommandResult:
+    returncode: int | None
+    seconds: float
+    timed_out: bool
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Path,
+    timeout_s: float,
+    grace_s: float = 15.0,
+) -> CommandResult:
+    """Run argv to completion within timeout_s; on time-out or interrupt, kill its group."""
+    started = time.monotonic()
+    proc = spawn(argv, cwd=cwd, env=env, log=log)
+    try:
+        returncode = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_group(proc, grace_s)
+        return CommandResult(None, time.monotonic() - started, True)
+    except BaseException:
+        kill_group(proc, grace_s)
+        raise
+    reap_group(proc.pid)
+    return CommandResult(returncode, time.monotonic() - started, False)
+
+
+class ServerFailed(Exception):
+    """The server exited, reported itself dead, or was not ready in time."""
+
+    def __init__(self, reason: str, log_tail: list[str]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+def http_status(url: str, timeout_s: float = 5.0) -> int | None:
+    """The HTTP status of GET url, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - our own server
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return None
+
+
+class Server:
+    """`vllm serve` in its own process group, with a readiness wait that fails fast."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log: Path,
+        health_url: str,
+        stop_timeout_s: float,
+    ) -> None:
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.env = dict(env)
+        self.log = log
+        self.health_url = health_url
+        self.stop_timeout_s = stop_timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = spawn(self.argv, cwd=self.cwd, env=self.env, log=self.log)
+
+    def failure(self, reason: str) -> ServerFailed:
+        tail = tail_lines(self.log)
+        line = error_line(tail)
+        return ServerFailed(f"{reason}: {line}" if line else reason, tail)
+
+    def wait_ready(
+        self, deadline_s: float, on_wait: Callable[[float], None] | None = None
+    ) -> float:
+        """Poll /health until 200; raise ServerFailed on exit, 503 or the deadline."""
+        assert self.proc is not None
+        started = time.monotonic()
+        last_note = started
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise self.failure(f"vllm serve exited with status {code} before it was ready")
+            status = http_status(self.health_url, timeout_s=2.0)
+            if status == 200:
+                return time.monotonic() - started
+            if status == 503:
+                raise self.failure("vllm serve answered /health with 503 (the engine died)")
+            elapsed = time.monotonic() - started
+            if elapsed > deadline_s:
+                raise self.failure(f"vllm serve was not ready after {deadline_s:g} s")
+            if on_wait is not None and time.monotonic() - last_note >= 15:
+                last_note = time.monotonic()
+                on_wait(elapsed)
+            time.sleep(POLL_S)
+
+    def check_alive(self) -> None:
+        """Raise ServerFailed if the server is gone or unhealthy."""
+        assert self.proc is not None
+        code = self.proc.poll()
+        if code is not None:
+            raise self.failure(f"vllm serve exited with status {code} during the sweep")
+        status = http_status(self.health_url, timeout_s=10.0)
+        if status != 200:
+            raise self.failure(f"vllm serve stopped answering /health (status {status})")
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            reap_group(self.proc.pid)
+            return self.proc.returncode
+        return kill_group(self.proc, self.stop_timeout_s)

@@ -1,0 +1,159 @@
+"""Small helpers of the agent: atomic writes, secret redaction, log tails, JSON-line events."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+REDACTED = "***"
+_SECRET_NAME = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY|AUTH)", re.I
+)
+_SECRET_FLAGS = frozenset({"--api-key", "--hf-token", "--token"})
+# Variables that change what vLLM does; recorded in provenance when inherited from the host.
+RELEVANT_ENV_PREFIXES = (
+    "VLLM_", "HF_", "HUGGING", "TRANSFORMERS_", "TOKENIZERS_", "CUDA_", "NVIDIA_", "NCCL_",
+    "HIP_", "ROCR_", "ROCM_", "HSA_", "RCCL_", "GPU_", "AITER", "PYTORCH_", "TORCH_", "OMP_",
+    "KMP_", "MKL_", "RAY_", "LD_PRELOAD",
+)  # fmt: skip
+
+
+def is_secret_name(name: str) -> bool:
+    """True for variable names that hold credentials (HF_TOKEN, *_API_KEY, ...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The values of secret variables, longest first, so they can be scrubbed from any text."""
+    values = {v for k, v in env.items() if is_secret_name(k) and len(v) >= 4}
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of a secret value in text."""
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def redact_env(env: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, str]:
+    """A copy of env with secret variables' values replaced."""
+    values = list(secrets)
+    return {k: REDACTED if is_secret_name(k) else scrub(v, values) for k, v in sorted(env.items())}
+
+
+def redact_argv(argv: Iterable[str], secrets: Iterable[str] = ()) -> list[str]:
+    """A copy of argv with the values of secret flags and known secret values replaced."""
+    values = list(secrets)
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        if flag in _SECRET_FLAGS:
+            if eq:
+                out.append(f"{flag}={REDACTED}")
+            else:
+                out.append(arg)
+                hide_next = True
+            continue
+        out.append(scrub(arg, values))
+    return out
+
+
+def relevant_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The inherited variables that change vLLM's behaviour."""
+    return {k: v for k, v in env.items() if k.startswith(RELEVANT_ENV_PREFIXES)}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def tail_lines(path: Path, count: int = 25, max_bytes: int = 64_000) -> list[str]:
+    """The last `count` lines of a (possibly large, possibly missing) log file."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return [line.rstrip() for line in lines[-count:]]
+
+
+_ERROR_LINE = re.compile(
+    r"(error:|Error:|Error\b|ERROR|Exception|Traceback|Illegal instruction|Killed|out of memory)"
+)
+
+
+def error_line(lines: list[str]) -> str | None:
+    """The most telling line of a log tail: the last one that names an error."""
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line) and not line.lstrip().startswith("Traceback"):
+            return line.strip()
+    return None
+
+
+class Events:
+    """JSON-line progress events: to a stream (the executor reads it) and to events.jsonl."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout
+        self._file: IO[str] | None = None
+        self._backlog: list[str] = []
+
+    def attach(self, path: Path) -> None:
+        """Start mirroring to a file, including what was emitted before."""
+        self._file = path.open("a", encoding="utf-8")
+        for line in self._backlog:
+            self._file.write(line)
+        self._file.flush()
+        self._backlog.clear()
+
+    def detach(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = (
+            json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str) + "\n"
+        )
+        try:
+            self._stream.write(line)
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader went away; the file copy is still the record
+        if self._file is not None:
+            self._file.write(line)
+            self._file.flush()
+        else:
+            self._backlog.append(line)

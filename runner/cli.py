@@ -1,0 +1,289 @@
+"""`bench-run`: plan a benchmark from flags, check it, run it with an executor, show the table."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+import click
+
+from results.errors import ResultsError
+from results.records import records_from_run
+from results.rundir import load_run
+from results.table import format_table
+from runner import __version__
+from runner.agent.core import EXIT_INTERRUPTED
+from runner.agent.gpus import detect_vendor
+from runner.errors import BenchError, PlanError, RunFailed
+from runner.executors.base import RunOutcome
+from runner.executors.local import LocalExecutor, LocalSettings
+from runner.jobs import Deadlines
+from runner.plan import (
+    EngineConfig,
+    LatencyParams,
+    ModelRef,
+    Plan,
+    Run,
+    ServeParams,
+    ThroughputParams,
+    make_run_id,
+    parse_engine_args,
+    parse_env,
+    parse_percentiles,
+    parse_qps_list,
+)
+from runner.progress import ConsoleReporter
+
+EXECUTORS = ("local",)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class OneLineErrors(click.Command):
+    """Usage errors and BenchErrors end as one line on stderr, never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(2)
+        except click.UsageError as exc:
+            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+            _fail(f"{exc.format_message()}{hint}", 2)
+        except click.exceptions.Abort:
+            _fail("aborted", EXIT_INTERRUPTED)
+        except BenchError as exc:
+            _fail(str(exc), exc.exit_code)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def build_plan(opts: dict[str, Any]) -> Plan:
+    """Validate every flag and assemble the plan; raises PlanError naming the bad one."""
+    vendor = opts["vendor"] or detect_vendor()
+    model = ModelRef.resolve(opts["model"])
+    engine = EngineConfig(
+        tp=opts["tp"],
+        dtype=opts["dtype"],
+        quantization=opts["quantization"],
+        kv_cache_dtype=opts["kv_cache_dtype"],
+        max_model_len=opts["max_model_len"],
+        max_num_seqs=opts["max_num_seqs"],
+        max_num_batched_tokens=opts["max_num_batched_tokens"],
+        gpu_memory_utilization=opts["gpu_memory_utilization"],
+        chunked_prefill=opts["chunked_prefill"],
+        prefix_caching=opts["prefix_caching"],
+        extra_args=parse_engine_args(opts["engine_arg"]),
+    )
+    dataset_path = opts["dataset_path"]
+    if dataset_path is not None:
+        resolved = Path(dataset_path).expanduser().resolve()
+        if not resolved.is_file():
+            raise PlanError(f"--dataset-path {dataset_path}: no such file")
+        dataset_path = str(resolved)
+    num_prompts = opts["num_prompts"]
+    serve = ServeParams(
+        qps=parse_qps_list(opts["qps"]),
+        seconds_per_point=None if num_prompts is not None else opts["seconds_per_point"],
+        num_prompts=num_prompts,
+        max_concurrency=opts["max_concurrency"],
+        dataset=opts["dataset"],
+        dataset_path=dataset_path,
+        percentiles=parse_percentiles(opts["percentiles"]),
+    )
+    scenarios = tuple(dict.fromkeys(opts["scenario"] or ("serve",)))
+    run = Run(
+        run_id=make_run_id(model, vendor, engine),
+        vendor=vendor,
+        model=model,
+        engine=engine,
+        scenarios=scenarios,
+        serve=serve,
+        latency=LatencyParams(
+            batch_size=opts["batch_size"], iters=opts["iters"], warmup_iters=opts["warmup_iters"]
+        ),
+        throughput=ThroughputParams(num_prompts=num_prompts or 1000),
+        input_len=opts["input_len"],
+        output_len=opts["output_len"],
+        env=parse_env(opts["env"]),
+    )
+    return Plan(runs=(run,))
+
+
+def show_results(outcomes: list[RunOutcome]) -> None:
+    records = []
+    for outcome in outcomes:
+        try:
+            records += records_from_run(load_run(outcome.run_dir))
+        except ResultsError as exc:
+            click.echo(f"warning: {exc}", err=True)
+    if records:
+        click.echo(format_table(records))
+
+
+@click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bench-run")
+@click.option(
+    "--vendor",
+    help="nvidia, amd or cpu (default: detect with nvidia-smi, then amd-smi / rocm-smi, else cpu)",
+)
+@click.option("--model", required=True, help="Hugging Face repo id, or a local model directory")
+@click.option(
+    "--scenario", multiple=True, help="serve, latency or throughput; repeatable (default: serve)"
+)
+@click.option(
+    "--qps",
+    default="1,3,5,7,9",
+    show_default=True,
+    help="serving request rates, comma-separated; `inf` sends all at once",
+)
+@click.option(
+    "--seconds-per-point",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="prompts per serving point = this x QPS",
+)
+@click.option(
+    "--num-prompts",
+    type=int,
+    help="prompts per serving point (overrides --seconds-per-point); throughput: 1000",
+)
+@click.option("--max-concurrency", type=int, help="cap on requests in flight while serving")
+@click.option("--dataset", default="random", show_default=True, help="random, sonnet or sharegpt")
+@click.option("--dataset-path", help="the sonnet text or ShareGPT JSON file")
+@click.option("--input-len", type=int, default=1024, show_default=True, help="prompt tokens")
+@click.option("--output-len", type=int, default=128, show_default=True, help="output tokens")
+@click.option(
+    "--percentiles", default="50,90,99", show_default=True, help="latency percentiles to report"
+)
+@click.option(
+    "--batch-size", type=int, default=8, show_default=True, help="latency: prompts per batch"
+)
+@click.option(
+    "--iters", type=int, default=10, show_default=True, help="latency: measured iterations"
+)
+@click.option(
+    "--warmup-iters", type=int, default=3, show_default=True, help="latency: warm-up iterations"
+)
+@click.option("--tp", type=int, default=1, show_default=True, help="tensor parallel size")
+@click.option("--dtype", help="model dtype (auto, float16, bfloat16, ...)")
+@click.option("--quantization", help="quantization method (fp8, gptq, awq, ...)")
+@click.option("--kv-cache-dtype", help="KV cache dtype (auto, fp8, ...)")
+@click.option("--max-model-len", type=int, help="context length")
+@click.option("--max-num-seqs", type=int, help="sequences per engine step")
+@click.option("--max-num-batched-tokens", type=int, help="tokens per engine step")
+@click.option("--gpu-memory-utilization", type=float, help="fraction of GPU memory for vLLM")
+@click.option(
+    "--chunked-prefill/--no-chunked-prefill",
+    default=None,
+    help="chunked prefill on/off (default: vLLM's)",
+)
+@click.option(
+    "--prefix-caching/--no-prefix-caching",
+    default=None,
+    help="prefix caching on/off (default: off for random prompts, else vLLM's)",
+)
+@click.option(
+    "--engine-arg",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="any other vLLM engine flag; KEY alone for a switch; repeatable",
+)
+@click.option(
+    "--env", multiple=True, metavar="NAME=VALUE", help="environment variable for vLLM; repeatable"
+)
+@click.option("--executor", default="local", show_default=True, help="where vLLM runs: local")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="where run directories are written",
+)
+@click.option("--vllm", "vllm_path", help="the vllm executable (default: the one on PATH)")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="address the server listens on"
+)
+@click.option("--port", type=int, help="server port (default: a free one)")
+@click.option(
+    "--server-timeout",
+    type=float,
+    default=1200.0,
+    show_default=True,
+    help="seconds to wait for the server's /health",
+)
+@click.option(
+    "--point-timeout",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="seconds one benchmark point may take",
+)
+@click.option(
+    "--skip-flag-check", is_flag=True, help="do not let vLLM's parser check the engine flags first"
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="print every command and variable the agent would use; run nothing",
+)
+@click.option("-v", "--verbose", is_flag=True, help="show every agent event")
+def main(**opts: Any) -> None:
+    """Benchmark vLLM: a serving sweep over request rates, and offline latency and throughput.
+
+    \b
+    Example:
+      bench-run --vendor cpu --model ./tiny --qps 1,3 --num-prompts 20 \\
+        --scenario serve --scenario latency
+    """
+    if opts["executor"] not in EXECUTORS:
+        raise PlanError(
+            f"unknown executor {opts['executor']!r}: choose one of {', '.join(EXECUTORS)}"
+        )
+    if opts["port"] is not None and not 0 < opts["port"] < 65536:
+        raise PlanError(f"--port {opts['port']}: must be between 1 and 65535")
+    plan = build_plan(opts)
+    executor = LocalExecutor(
+        LocalSettings(
+            out_root=opts["out_dir"],
+            vllm=opts["vllm_path"],
+            host=opts["host"],
+            port=opts["port"],
+            deadlines=Deadlines(
+                server_ready_s=opts["server_timeout"], point_s=opts["point_timeout"]
+            ),
+            check_flags=not opts["skip_flag_check"],
+        )
+    )
+    if opts["dry_run"]:
+        click.echo(executor.describe(plan))
+        return
+    reporter = ConsoleReporter(verbose=opts["verbose"])
+    reporter.note(f"checking the plan with {executor.name} preflight ...", "dim")
+    for warning in executor.preflight(plan):
+        reporter.note(f"warning: {warning}", "yellow")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        outcomes = executor.execute(plan, reporter)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    show_results(outcomes)
+    interrupted = [o for o in outcomes if o.exit_code == EXIT_INTERRUPTED]
+    if interrupted:
+        _fail(f"interrupted; what ran is saved in {interrupted[0].run_dir}", EXIT_INTERRUPTED)
+    failed = [o for o in outcomes if o.status != "ok"]
+    if failed:
+        first = failed[0]
+        raise RunFailed(f"run {first.run_id} {first.status}: {first.reason} (see {first.run_dir})")

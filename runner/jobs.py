@@ -1,0 +1,207 @@
+"""Turn a planned Run into the agent's job: exact argv lists and environment (pure)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import __version__
+from runner.agent.core import JOB_SCHEMA
+from runner.plan import Point, Run
+
+TOOL_NAME = "vllm-bench-images"
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long the agent waits for each thing before it gives up."""
+
+    server_ready_s: float = 1200.0
+    server_stop_s: float = 30.0
+    point_s: float = 3600.0
+
+
+def _rate(qps: float) -> str:
+    return "inf" if math.isinf(qps) else f"{qps:g}"
+
+
+def _percentiles(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def vendor_env(run: Run) -> dict[str, str]:
+    """Environment every command of the run gets: the user's --env over the tool's defaults."""
+    env: dict[str, str] = {}
+    if run.model.local_path is not None:
+        env["HF_HUB_OFFLINE"] = "1"  # a local directory needs nothing from the hub
+    env.update(dict(run.env))
+    return env
+
+
+def server_argv(run: Run, vllm: str, host: str, port: int) -> list[str]:
+    random_data = run.serve.dataset == "random"
+    return [
+        vllm, "serve", run.model.path_or_id, "--host", host, "--port", str(port),
+        *run.engine.args(random_data=random_data),
+    ]  # fmt: skip
+
+
+def serve_point_argv(run: Run, point: Point, vllm: str, host: str, port: int) -> list[str]:
+    assert point.qps is not None and point.num_prompts is not None
+    serve = run.serve
+    if serve.dataset == "random":
+        dataset = [
+            "--dataset-name", "random",
+            "--random-input-len", str(run.input_len),
+            "--random-output-len", str(run.output_len),
+            "--ignore-eos",
+        ]  # fmt: skip
+    elif serve.dataset == "sharegpt":
+        assert serve.dataset_path is not None
+        dataset = [
+            "--dataset-name", "sharegpt",
+            "--dataset-path", serve.dataset_path,
+            "--sharegpt-output-len", str(run.output_len),
+        ]  # fmt: skip
+    else:  # sonnet: vLLM dropped its sonnet loader; the agent feeds the prompts as a custom set
+        dataset = [
+            "--dataset-name", "custom",
+            "--dataset-path", sonnet_prompts_file(point),
+            "--custom-output-len", str(run.output_len),
+            "--skip-chat-template",
+        ]  # fmt: skip
+    concurrency = (
+        [] if serve.max_concurrency is None else ["--max-concurrency", str(serve.max_concurrency)]
+    )
+    return [
+        vllm, "bench", "serve",
+        "--backend", "openai",
+        "--base-url", f"http://{host}:{port}",
+        "--endpoint", "/v1/completions",
+        "--model", run.model.path_or_id,
+        "--tokenizer", run.model.path_or_id,
+        *dataset,
+        "--num-prompts", str(point.num_prompts),
+        "--request-rate", _rate(point.qps),
+        *concurrency,
+        "--percentile-metrics", "ttft,tpot,itl,e2el",
+        "--metric-percentiles", _percentiles(serve.percentiles),
+        "--seed", "0",
+        "--disable-tqdm",
+        "--save-result", "--save-detailed",
+        "--result-dir", "raw",
+        "--result-filename", f"{point.id}.json",
+        "--metadata", f"run_id={run.run_id}", f"point={point.id}",
+    ]  # fmt: skip
+
+
+def sonnet_prompts_file(point: Point) -> str:
+    """Where the agent writes the sonnet prompts of a point, relative to the run directory."""
+    return f"data/{point.id}.sonnet.jsonl"
+
+
+def latency_argv(run: Run, vllm: str) -> list[str]:
+    lat = run.latency
+    return [
+        vllm, "bench", "latency",
+        "--model", run.model.path_or_id,
+        "--input-len", str(run.input_len),
+        "--output-len", str(run.output_len),
+        "--batch-size", str(lat.batch_size),
+        "--num-iters-warmup", str(lat.warmup_iters),
+        "--num-iters", str(lat.iters),
+        "--seed", "0",
+        "--output-json", "raw/latency.json",
+        *run.engine.args(random_data=True),
+    ]  # fmt: skip
+
+
+def throughput_argv(run: Run, vllm: str) -> list[str]:
+    return [
+        vllm, "bench", "throughput",
+        "--backend", "vllm",
+        "--model", run.model.path_or_id,
+        "--dataset-name", "random",
+        "--random-input-len", str(run.input_len),
+        "--random-output-len", str(run.output_len),
+        "--num-prompts", str(run.throughput.num_prompts),
+        "--seed", "0",
+        "--output-json", "raw/throughput.json",
+        *run.engine.args(random_data=True),
+    ]  # fmt: skip
+
+
+def git_commit(directory: Path | None = None) -> str | None:
+    """The tool's git commit, when it runs from a checkout."""
+    where = directory or Path(__file__).resolve().parent
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def build_job(
+    run: Run,
+    *,
+    vllm: str,
+    host: str,
+    port: int,
+    deadlines: Deadlines,
+    executor: dict[str, Any],
+    commit: str | None,
+) -> dict[str, Any]:
+    """The agent's job: every command line it runs, its environment and its deadlines."""
+    points: list[dict[str, Any]] = []
+    for point in run.points():
+        if point.scenario == "serve":
+            argv = serve_point_argv(run, point, vllm, host, port)
+        elif point.scenario == "latency":
+            argv = latency_argv(run, vllm)
+        else:
+            argv = throughput_argv(run, vllm)
+        entry: dict[str, Any] = {
+            "id": point.id,
+            "scenario": point.scenario,
+            "argv": argv,
+            "result": f"raw/{point.id}.json",
+            "expected": point.num_prompts,
+            "needs_server": point.scenario == "serve",
+            "timeout_s": deadlines.point_s,
+        }
+        if point.scenario == "serve" and run.serve.dataset == "sonnet":
+            assert run.serve.dataset_path is not None and point.num_prompts is not None
+            entry["sonnet"] = {
+                "source": run.serve.dataset_path,
+                "file": sonnet_prompts_file(point),
+                "num_prompts": point.num_prompts,
+                "input_len": run.input_len,
+            }
+        points.append(entry)
+    has_server = any(p["needs_server"] for p in points)
+    return {
+        "job_schema": JOB_SCHEMA,
+        "tool": {"name": TOOL_NAME, "version": __version__, "git_commit": commit},
+        "executor": executor,
+        "run": run.to_dict(),
+        "vllm": vllm,
+        "env": vendor_env(run),
+        "server": {
+            "argv": server_argv(run, vllm, host, port),
+            "health_url": f"http://{host}:{port}/health",
+            "ready_timeout_s": deadlines.server_ready_s,
+            "stop_timeout_s": deadlines.server_stop_s,
+        }
+        if has_server
+        else None,
+        "points": points,
+    }
