@@ -274,11 +274,16 @@ def main(**opts: Any) -> None:
     reporter.note(f"checking the plan with {executor.name} preflight ...", "dim")
     for warning in executor.preflight(plan):
         reporter.note(f"warning: {warning}", "yellow")
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Explicit handlers: a bench-run started in the background (SIGINT ignored) still stops
+    # cleanly on `kill -INT`, and SIGTERM (CI, a scheduler) is treated like Ctrl-C.
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         outcomes = executor.execute(plan, reporter)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     show_results(outcomes)
     interrupted = [o for o in outcomes if o.exit_code == EXIT_INTERRUPTED]
     if interrupted:

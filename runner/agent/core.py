@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import provenance
+from . import provenance, sonnet
 from .judge import FAILED, NOT_RUN, OK, Verdict, judge_point
 from .procs import Interrupted, Server, ServerFailed, run_command
 from .util import (
@@ -155,6 +155,14 @@ class JobRunner:
             num_prompts=point.get("expected"),
         )
         self.results[point["id"]].update(verdict="running", reasons=[])
+        if "sonnet" in point:
+            try:
+                sonnet.write_prompts(
+                    point["sonnet"], int(self.run["output_len"]), self.work_dir, point["id"]
+                )
+            except sonnet.SonnetError as exc:
+                self._record(point, Verdict(FAILED, [str(exc)]))
+                return
         log = self.work_dir / "logs" / f"{point['id']}.log"
         outcome = run_command(
             point["argv"],
@@ -197,9 +205,13 @@ class JobRunner:
         )
         info: dict[str, Any] = {"started": _now(), "ready_s": None, "exit_status": None}
         self.status["server"] = info
-        self.events.emit("server_starting", argv=redact_argv(spec["argv"], self.secrets))
         try:
             server.start()
+            assert server.proc is not None
+            info["pid"] = server.proc.pid  # also its process group id
+            self.events.emit(
+                "server_starting", pid=server.proc.pid, argv=redact_argv(spec["argv"], self.secrets)
+            )
             info["ready_s"] = round(
                 server.wait_ready(
                     float(spec.get("ready_timeout_s", 1200)),
@@ -217,7 +229,8 @@ class JobRunner:
             self.events.emit("server_failed", reason=exc.reason, log_tail=exc.log_tail)
             self._fail_remaining(points, exc.reason, exc.log_tail)
         finally:
-            info["exit_status"] = server.stop()
+            # A server that never became ready has nothing to flush: no need to wait long.
+            info["exit_status"] = server.stop(None if info["ready_s"] is not None else 5.0)
             info["stopped"] = _now()
             self._write_status()
             self.events.emit("server_stopped", exit_status=info["exit_status"])

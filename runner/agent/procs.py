@@ -203,10 +203,11 @@ class Server:
         if status != 200:
             raise self.failure(f"vllm serve stopped answering /health (status {status})")
 
-    def stop(self) -> int | None:
+    def stop(self, grace_s: float | None = None) -> int | None:
+        """SIGTERM the server's group, SIGKILL it after grace_s (default: the stop deadline)."""
         if self.proc is None:
             return None
         if self.proc.poll() is not None:
             reap_group(self.proc.pid)
             return self.proc.returncode
-        return kill_group(self.proc, self.stop_timeout_s)
+        return kill_group(self.proc, self.stop_timeout_s if grace_s is None else grace_s)

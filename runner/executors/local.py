@@ -138,21 +138,25 @@ class LocalExecutor:
         proc.stdin.write(json.dumps(job))  # on stdin: secrets in --env never touch the disk
         proc.stdin.close()
         interrupted = False
-        while True:
-            try:
-                self._relay(proc.stdout, on_event)
-                break
-            except KeyboardInterrupt:
-                if interrupted:  # a second Ctrl-C: stop waiting
-                    os.killpg(proc.pid, signal.SIGKILL)
+        # If the agent does not wind down in time after Ctrl-C, kill it (its server dies with it).
+        watchdog = threading.Timer(self.settings.interrupt_grace_s, _kill_group, args=(proc.pid,))
+        watchdog.daemon = True
+        try:
+            while True:
+                try:
+                    self._relay(proc.stdout, on_event)
                     break
-                interrupted = True
-                on_event({"event": "interrupting", "grace_s": self.settings.interrupt_grace_s})
-                proc.send_signal(signal.SIGINT)
-                threading.Timer(
-                    self.settings.interrupt_grace_s, _kill_group, args=(proc.pid,)
-                ).start()
-        code = proc.wait()
+                except KeyboardInterrupt:
+                    if interrupted:  # a second Ctrl-C: stop waiting
+                        _kill_group(proc.pid)
+                        break
+                    interrupted = True
+                    on_event({"event": "interrupting", "grace_s": self.settings.interrupt_grace_s})
+                    proc.send_signal(signal.SIGINT)
+                    watchdog.start()
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
         return _outcome(run, out_root, code, interrupted)
 
     @staticmethod

