@@ -116,9 +116,16 @@ _ERROR_LINE = re.compile(
 
 def error_line(lines: list[str]) -> str | None:
     """The most telling line of a log tail: the last one that names an error."""
-    for line in reversed(lines):
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
         if _ERROR_LINE.search(line) and not line.lstrip().startswith("Traceback"):
-            return line.strip()
+            text = line.strip()
+            # Some exceptions (pydantic's) put the message on the indented line that follows.
+            for follow in lines[index + 1 : index + 4]:
+                detail = follow.strip()
+                if follow[:1].isspace() and detail and not detail.startswith("For further"):
+                    return f"{text} {detail}"
+            return text
     return None
 
 
