@@ -271,8 +271,7 @@ def main(**opts: Any) -> None:
         click.echo(executor.describe(plan))
         return
     reporter = ConsoleReporter(verbose=opts["verbose"])
-    reporter.note(f"checking the plan with {executor.name} preflight ...", "dim")
-    for warning in executor.preflight(plan):
+    for warning in executor.preflight(plan, lambda text: reporter.note(text, "dim")):
         reporter.note(f"warning: {warning}", "yellow")
     # Explicit handlers: a bench-run started in the background (SIGINT ignored) still stops
     # cleanly on `kill -INT`, and SIGTERM (CI, a scheduler) is treated like Ctrl-C.

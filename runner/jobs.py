@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 from runner import __version__
 from runner.agent.core import JOB_SCHEMA
-from runner.plan import Point, Run
+from runner.plan import Point, Run, format_rate
 
 TOOL_NAME = "vllm-bench-images"
 
@@ -22,10 +21,6 @@ class Deadlines:
     server_ready_s: float = 1200.0
     server_stop_s: float = 30.0
     point_s: float = 3600.0
-
-
-def _rate(qps: float) -> str:
-    return "inf" if math.isinf(qps) else f"{qps:g}"
 
 
 def _percentiles(values: tuple[float, ...]) -> str:
@@ -85,7 +80,7 @@ def serve_point_argv(run: Run, point: Point, vllm: str, host: str, port: int) ->
         "--tokenizer", run.model.path_or_id,
         *dataset,
         "--num-prompts", str(point.num_prompts),
-        "--request-rate", _rate(point.qps),
+        "--request-rate", format_rate(point.qps),
         *concurrency,
         "--percentile-metrics", "ttft,tpot,itl,e2el",
         "--metric-percentiles", _percentiles(serve.percentiles),

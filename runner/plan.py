@@ -92,10 +92,11 @@ def parse_env(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(parsed)
 
 
-def _fmt_rate(qps: float) -> str:
+def format_rate(qps: float) -> str:
+    """A request rate exactly as given ('inf', '3', '0.5'): it names points and files."""
     if math.isinf(qps):
         return "inf"
-    return f"{qps:g}"
+    return str(int(qps)) if qps.is_integer() else repr(qps)
 
 
 @dataclass(frozen=True)
@@ -244,8 +245,9 @@ class ServeParams:
             )
         if self.num_prompts is not None and self.num_prompts < 1:
             raise PlanError(f"--num-prompts {self.num_prompts}: must be at least 1")
-        if self.seconds_per_point is not None and self.seconds_per_point <= 0:
-            raise PlanError(f"--seconds-per-point {self.seconds_per_point}: must be positive")
+        seconds = self.seconds_per_point
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            raise PlanError(f"--seconds-per-point {seconds}: must be a positive number of seconds")
         if self.num_prompts is None and self.seconds_per_point is None:
             raise PlanError("give --seconds-per-point or --num-prompts for the serving sweep")
         if self.num_prompts is None and any(math.isinf(q) for q in self.qps):
@@ -344,7 +346,7 @@ class Run:
         if "serve" in self.scenarios:
             for qps in self.serve.qps:
                 points.append(
-                    Point(f"serve-qps{_fmt_rate(qps)}", "serve", qps, self.serve.prompts_for(qps))
+                    Point(f"serve-qps{format_rate(qps)}", "serve", qps, self.serve.prompts_for(qps))
                 )
         if "latency" in self.scenarios:
             points.append(Point("latency", "latency", num_prompts=self.latency.batch_size))
@@ -358,13 +360,13 @@ class Run:
         """run.json: the Run as planned, plain JSON (inf rates as the string 'inf')."""
         data = asdict(self)
         data["schema"] = PLAN_SCHEMA
-        data["serve"]["qps"] = [_fmt_rate(q) if math.isinf(q) else q for q in self.serve.qps]
+        data["serve"]["qps"] = [format_rate(q) if math.isinf(q) else q for q in self.serve.qps]
         data["env"] = dict(self.env)
         data["engine"]["extra_args"] = [[k, v] for k, v in self.engine.extra_args]
         data["points"] = [
             {
                 **asdict(p),
-                "qps": _fmt_rate(p.qps) if p.qps is not None and math.isinf(p.qps) else p.qps,
+                "qps": format_rate(p.qps) if p.qps is not None and math.isinf(p.qps) else p.qps,
             }
             for p in self.points()
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from . import gpus
 
+_TRAMPOLINE = re.compile(r"^'{3}exec' \"([^\"]+)\"")
 _VERSIONS_SNIPPET = (
     "import importlib.metadata as m, json, sys\n"
     "out = {'python': sys.version.split()[0]}\n"
@@ -26,13 +28,22 @@ def interpreter_of(executable: str) -> str | None:
     """The Python that runs a console script (from its #! line), if it is one."""
     try:
         with open(executable, "rb") as handle:
-            first = handle.readline(512).decode("utf-8", "replace").strip()
+            head = handle.read(4096).decode("utf-8", "replace").splitlines()
     except OSError:
         return None
+    first = head[0].strip() if head else ""
     if not first.startswith("#!"):
         return None
     parts = first[2:].split()
     if not parts:
+        return None
+    if Path(parts[0]).name in ("sh", "bash"):
+        # pip and uv start a console script with a /bin/sh trampoline (exec of the Python
+        # named on the next line) when that Python's path has a space or is too long for #!
+        for line in head[1:4]:
+            found = _TRAMPOLINE.match(line.strip())
+            if found:
+                return found.group(1)
         return None
     if Path(parts[0]).name == "env" and len(parts) > 1:
         return parts[1]

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import IO, Any
 
 REDACTED = "***"
+# Whole underscore-separated words: HF_TOKEN and AWS_SECRET_ACCESS_KEY, not TOKENIZERS_PARALLELISM.
 _SECRET_NAME = re.compile(
-    r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL|PRIVATE_KEY|ACCESS_KEY|AUTH)", re.I
+    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIALS?|PRIVATE_KEY|ACCESS_KEY|AUTH)(_|$)",
+    re.I,
 )
 _SECRET_FLAGS = frozenset({"--api-key", "--hf-token", "--token"})
 # Variables that change what vLLM does; recorded in provenance when inherited from the host.

@@ -27,7 +27,7 @@ class RunOutcome:
 class Executor(Protocol):
     name: str
 
-    def preflight(self, plan: Plan) -> list[str]:
+    def preflight(self, plan: Plan, note: Callable[[str], None] | None = None) -> list[str]:
         """Check everything that can be known before anything starts; return warnings."""
         ...
 

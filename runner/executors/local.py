@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,7 @@ class LocalExecutor:
     def _command_env(self, run: Run) -> dict[str, str]:
         return {**os.environ, **vendor_env(run)}
 
-    def preflight(self, plan: Plan) -> list[str]:
+    def preflight(self, plan: Plan, note: Callable[[str], None] | None = None) -> list[str]:
         vllm = self._vllm()
         check_gpus(plan)
         if self.settings.port is not None:
@@ -66,6 +67,8 @@ class LocalExecutor:
             )
         warnings = []
         if self.settings.check_flags:
+            if note is not None:
+                note("checking the engine flags with vLLM's own parser (about 15 s) ...")
             for run in plan.runs:
                 engine_argv = server_argv(run, vllm, self.settings.host, 0)[2:]
                 warning = check_flags(vllm, engine_argv, self._command_env(run))

@@ -1,0 +1,1 @@
+"""Docker engine tier: a real daemon (the image and docker executor tests)."""

@@ -1,0 +1,594 @@
+"""Pieces of the agent (runner/agent) and of preflight (runner/preflight.py), without vLLM."""
+
+from __future__ import annotations
+
+import ast
+import json
+import socket
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.agent import gpus
+from runner.agent.gpus import (
+    AMD_SMI_QUERY,
+    NVIDIA_QUERY,
+    ROCM_SMI_QUERY,
+    Gpu,
+    detect_vendor,
+    discover,
+    parse_amd_smi_static,
+    parse_nvidia_smi,
+    parse_rocm_smi,
+)
+from runner.agent.judge import (
+    FAILED,
+    OK,
+    judge_latency,
+    judge_point,
+    judge_serve,
+    judge_throughput,
+)
+from runner.agent.provenance import interpreter_of
+from runner.agent.util import (
+    REDACTED,
+    atomic_write_json,
+    error_line,
+    is_secret_name,
+    redact_argv,
+    redact_env,
+    secret_values,
+    tail_lines,
+)
+from runner.errors import PreflightError
+from runner.plan import EngineConfig, ModelRef, Plan, Run
+from runner.preflight import check_gpus, check_port, find_vllm
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "vllm-0.32.0-cpu"
+AGENT_DIR = ROOT / "runner" / "agent"
+
+
+# -- judge ---------------------------------------------------------------------------------------
+
+
+def test_judge_serve_ok() -> None:
+    verdict = judge_serve(FIXTURES / "serve-ok.json", 20)
+    assert verdict.verdict == OK
+    assert verdict.ok
+    assert verdict.reasons == []
+    assert verdict.to_dict() == {"verdict": "ok", "reasons": []}
+
+
+def test_judge_serve_all_failed() -> None:
+    verdict = judge_serve(FIXTURES / "serve-all-failed.json", 4)
+    assert verdict.verdict == FAILED
+    assert not verdict.ok
+    assert verdict.reasons == [
+        "no request completed (0 of 4)",
+        "4 of 4 requests failed",
+        "first error: Not Found",
+    ]
+
+
+def test_judge_serve_count_mismatch() -> None:
+    verdict = judge_serve(FIXTURES / "serve-ok.json", 25)
+    assert verdict.verdict == FAILED
+    assert verdict.reasons == ["completed 20 of 25 prompts"]
+
+
+def test_judge_serve_missing_file(tmp_path: Path) -> None:
+    verdict = judge_serve(tmp_path / "serve-qps1.json", 5)
+    assert verdict.verdict == FAILED
+    assert verdict.reasons == ["serve-qps1.json was not written"]
+
+
+def test_judge_serve_truncated_json(tmp_path: Path) -> None:
+    path = tmp_path / "serve-qps1.json"
+    path.write_text((FIXTURES / "serve-ok.json").read_text()[:200])
+    verdict = judge_serve(path, 20)
+    assert verdict.verdict == FAILED
+    assert len(verdict.reasons) == 1
+    assert verdict.reasons[0].startswith("serve-qps1.json is not valid JSON (")
+
+
+def test_judge_serve_not_an_object_and_no_count(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text("[1, 2]")
+    assert judge_serve(path, 1).reasons == ["r.json does not hold a JSON object"]
+    path.write_text(json.dumps({"failed": 0}))
+    assert judge_serve(path, 1).reasons == ["the result has no 'completed' count"]
+
+
+def test_judge_serve_partial_failure_reports_last_line_of_first_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    errors = ["", "Traceback (most recent call last):\n  ...\nTimeoutError: read timed out", "x"]
+    path.write_text(json.dumps({"completed": 8, "failed": 2, "errors": errors}))
+    assert judge_serve(path, 10).reasons == [
+        "completed 8 of 10 prompts",
+        "2 of 10 requests failed",
+        "first error: TimeoutError: read timed out",
+    ]
+
+
+def test_judge_point_exit_status_and_timeout() -> None:
+    ok_file = FIXTURES / "serve-ok.json"
+    failed = judge_point("serve", ok_file, 20, 1, False, "RuntimeError: boom")
+    assert failed.verdict == FAILED
+    assert failed.reasons == ["exited with status 1", "RuntimeError: boom"]
+    assert judge_point("serve", ok_file, 20, 1, False, None).reasons == ["exited with status 1"]
+    timed = judge_point("latency", ok_file, 20, None, True, None)
+    assert timed.verdict == FAILED
+    assert timed.reasons == ["timed out"]
+    assert judge_point("latency", ok_file, 20, -9, True, "Killed").reasons == [
+        "timed out",
+        "Killed",
+    ]
+    assert judge_point("serve", ok_file, 20, 0, False, "ERROR ignored").verdict == OK
+    assert judge_point("serve", ok_file, 21, 0, False, None).reasons == [
+        "completed 20 of 21 prompts"
+    ]
+
+
+def test_judge_latency() -> None:
+    assert judge_latency(FIXTURES / "latency.json", 4).verdict == OK
+    assert judge_point("latency", FIXTURES / "latency.json", 4, 0, False, None).ok
+
+
+def test_judge_latency_without_positive_value(tmp_path: Path) -> None:
+    path = tmp_path / "latency.json"
+    path.write_text(json.dumps({"avg_latency": 0}))
+    verdict = judge_latency(path, 4)
+    assert verdict.verdict == FAILED
+    assert verdict.reasons == ["the result has no positive avg_latency"]
+    assert judge_latency(tmp_path / "nope.json", 4).reasons == ["nope.json was not written"]
+
+
+def test_judge_throughput() -> None:
+    assert judge_throughput(FIXTURES / "throughput.json", 20).verdict == OK
+    mismatch = judge_throughput(FIXTURES / "throughput.json", 25)
+    assert mismatch.verdict == FAILED
+    assert mismatch.reasons == ["ran 20 of 25 prompts"]
+
+
+def test_judge_throughput_without_rate(tmp_path: Path) -> None:
+    path = tmp_path / "throughput.json"
+    path.write_text(json.dumps({"requests_per_second": 0.0, "num_requests": 3}))
+    assert judge_throughput(path, 5).reasons == [
+        "the result has no positive requests_per_second",
+        "ran 3 of 5 prompts",
+    ]
+
+
+# -- redaction -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "MY_APIKEY", "AWS_SECRET", "hf_token"],
+)
+def test_secret_names(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE", "CUDA_VISIBLE_DEVICES", "PATH", "HOME"]
+)
+def test_plain_names(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+def test_tokenizers_parallelism_is_not_a_secret() -> None:
+    assert not is_secret_name("TOKENIZERS_PARALLELISM")
+    env = {"TOKENIZERS_PARALLELISM": "false"}
+    assert redact_env(env, secret_values(env)) == env
+
+
+def test_redact_env_hides_secrets_and_scrubs_values() -> None:
+    env = {
+        "HF_TOKEN": "hf_abcdef123",
+        "OPENAI_API_KEY": "sk-123456",
+        "DB_SECRET": "s3cr3t!",
+        "HF_HUB_OFFLINE": "1",
+        "URL": "https://user:hf_abcdef123@example.com/x",
+    }
+    original = dict(env)
+    out = redact_env(env, secret_values(env))
+    assert out == {
+        "DB_SECRET": REDACTED,
+        "HF_HUB_OFFLINE": "1",
+        "HF_TOKEN": REDACTED,
+        "OPENAI_API_KEY": REDACTED,
+        "URL": "https://user:***@example.com/x",
+    }
+    assert list(out) == sorted(env)
+    assert env == original  # the input is left alone
+
+
+def test_secret_values_longest_first_and_short_ignored() -> None:
+    env = {"A_TOKEN": "abcd", "B_TOKEN": "abcdefgh", "C_TOKEN": "xyz", "PLAIN": "zzzzzz"}
+    assert secret_values(env) == ["abcdefgh", "abcd"]
+
+
+def test_redact_argv() -> None:
+    secrets = ["hf_abcdef123"]
+    argv = [
+        "vllm", "serve", "m",
+        "--api-key", "topsecret",
+        "--api-key=other",
+        "--hf-token", "hf_x",
+        "--header", "Authorization: Bearer hf_abcdef123",
+        "--port", "8000",
+    ]  # fmt: skip
+    assert redact_argv(argv, secrets) == [
+        "vllm", "serve", "m",
+        "--api-key", "***",
+        "--api-key=***",
+        "--hf-token", "***",
+        "--header", "Authorization: Bearer ***",
+        "--port", "8000",
+    ]  # fmt: skip
+    assert argv[4] == "topsecret"  # the input is left alone
+
+
+def test_redact_argv_flag_at_the_end() -> None:
+    assert redact_argv(["vllm", "--api-key"]) == ["vllm", "--api-key"]
+
+
+# -- files and logs ------------------------------------------------------------------------------
+
+
+def test_atomic_write_json_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "status.json"
+    atomic_write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    atomic_write_json(target, {"b": [1, 2], "p": Path("/x")})
+    assert json.loads(target.read_text()) == {"b": [1, 2], "p": "/x"}
+    assert target.read_text().endswith("}\n")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["status.json"]
+
+
+def test_atomic_write_json_failure_keeps_old_content(tmp_path: Path) -> None:
+    target = tmp_path / "status.json"
+    atomic_write_json(target, {"a": 1})
+
+    class Boom:
+        def __str__(self) -> str:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_json(target, {"x": Boom()})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_tail_lines(tmp_path: Path) -> None:
+    assert tail_lines(tmp_path / "missing.log") == []
+    log = tmp_path / "x.log"
+    log.write_text("".join(f"line {i}  \n" for i in range(100)))
+    assert tail_lines(log, count=3) == ["line 97", "line 98", "line 99"]
+    assert tail_lines(log, count=2, max_bytes=15) == ["98", "line 99"]  # 10 bytes a line
+    log.write_bytes(b"ok\n\xff\xfe bad bytes\n")
+    assert tail_lines(log) == ["ok", "\ufffd\ufffd bad bytes"]
+
+
+def test_error_line_picks_the_last_error() -> None:
+    lines = [
+        "INFO starting",
+        "ERROR first problem",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in <module>',
+        "ValueError: the real cause",
+        "INFO shutting down",
+    ]
+    assert error_line(lines) == "ValueError: the real cause"
+    assert error_line(["  Traceback (most recent call last):"]) is None
+    assert error_line(["INFO all good", "DEBUG fine"]) is None
+    assert error_line([]) is None
+    assert error_line(["x", "  Killed  ", "y"]) == "Killed"
+    assert error_line(["torch.OutOfMemoryError: CUDA out of memory"]) == (
+        "torch.OutOfMemoryError: CUDA out of memory"
+    )
+
+
+# -- GPU discovery -------------------------------------------------------------------------------
+
+NVIDIA_LINE = (
+    "0, NVIDIA H100 80GB HBM3, 550.54.15, 81559, 00000000:18:00.0, "
+    "GPU-7a1b2c3d-0000-1111-2222-333344445555"
+)
+NVIDIA_TWO = (
+    NVIDIA_LINE
+    + "\n1, NVIDIA H100 80GB HBM3, 550.54.15, 81559, 00000000:2A:00.0, "
+    + "GPU-8b2c3d4e-0000-1111-2222-333344445555\n"
+)
+AMD_ITEM = {
+    "gpu": 0,
+    "asic": {"market_name": "AMD Instinct MI300X", "asic_serial": "0xABCDEF"},
+    "driver": {"name": "amdgpu", "version": "6.8.5"},
+    "vram": {"type": "HBM", "size": {"value": 196592, "unit": "MB"}},
+    "bus": {"bdf": "0000:05:00.0"},
+}
+AMD_ITEM_1 = {**AMD_ITEM, "gpu": 1, "bus": {"bdf": "0000:26:00.0"}}
+ROCM_JSON = {
+    "card1": {"Card Series": "AMD Instinct MI300X", "PCI Bus": "0000:26:00.0"},
+    "card0": {"Card Series": "AMD Instinct MI300X", "PCI Bus": "0000:05:00.0"},
+    "system": {"Driver version": "6.8.0"},
+}
+
+
+def test_parse_nvidia_smi_one_line() -> None:
+    assert parse_nvidia_smi(NVIDIA_LINE) == [
+        Gpu(
+            index=0,
+            name="NVIDIA H100 80GB HBM3",
+            vendor="nvidia",
+            driver="550.54.15",
+            memory_mib=81559,
+            bus_id="00000000:18:00.0",
+            uuid="GPU-7a1b2c3d-0000-1111-2222-333344445555",
+        )
+    ]
+
+
+def test_parse_nvidia_smi_two_lines_and_noise() -> None:
+    found = parse_nvidia_smi("No devices were found? no\n" + NVIDIA_TWO + "\n")
+    assert [g.index for g in found] == [0, 1]
+    assert [g.bus_id for g in found] == ["00000000:18:00.0", "00000000:2A:00.0"]
+    assert found[1].to_dict() == {
+        "index": 1,
+        "name": "NVIDIA H100 80GB HBM3",
+        "vendor": "nvidia",
+        "driver": "550.54.15",
+        "memory_mib": 81559,
+        "bus_id": "00000000:2A:00.0",
+        "uuid": "GPU-8b2c3d4e-0000-1111-2222-333344445555",
+    }
+    assert parse_nvidia_smi("") == []
+    assert parse_nvidia_smi("0, [N/A], x") == []
+    assert parse_nvidia_smi("0, GPU, 1.0, [N/A], 0:0, U")[0].memory_mib is None
+
+
+def test_parse_amd_smi_list_form() -> None:
+    found = parse_amd_smi_static(json.dumps([AMD_ITEM, AMD_ITEM_1]))
+    assert found == [
+        Gpu(0, "AMD Instinct MI300X", "amd", "6.8.5", 196592, "0000:05:00.0", "0xABCDEF"),
+        Gpu(1, "AMD Instinct MI300X", "amd", "6.8.5", 196592, "0000:26:00.0", "0xABCDEF"),
+    ]
+
+
+def test_parse_amd_smi_gpu_data_form() -> None:
+    item = {**AMD_ITEM, "vram": {"size": "196592 MB"}}
+    found = parse_amd_smi_static(json.dumps({"gpu_data": [item]}))
+    assert found == [
+        Gpu(0, "AMD Instinct MI300X", "amd", "6.8.5", 196592, "0000:05:00.0", "0xABCDEF")
+    ]
+
+
+def test_parse_amd_smi_garbage() -> None:
+    assert parse_amd_smi_static("not json") == []
+    assert parse_amd_smi_static("{}") == []
+    assert parse_amd_smi_static('"text"') == []
+    assert parse_amd_smi_static("[1, 2]") == []
+
+
+def test_parse_rocm_smi() -> None:
+    found = parse_rocm_smi(json.dumps(ROCM_JSON))
+    assert found == [
+        Gpu(0, "AMD Instinct MI300X", "amd", "6.8.0", None, "0000:05:00.0", None),
+        Gpu(1, "AMD Instinct MI300X", "amd", "6.8.0", None, "0000:26:00.0", None),
+    ]
+    assert parse_rocm_smi("nope") == []
+    assert parse_rocm_smi("[]") == []
+
+
+def fake_runner(outputs: dict[str, str | None]) -> gpus.Runner:
+    calls: list[list[str]] = []
+
+    def run(argv: list[str]) -> str | None:
+        calls.append(argv)
+        return outputs.get(argv[0])
+
+    run.calls = calls  # type: ignore[attr-defined]
+    return run
+
+
+def test_discover_nvidia() -> None:
+    runner = fake_runner({"nvidia-smi": NVIDIA_TWO})
+    assert [g.uuid for g in discover("nvidia", runner)] == [
+        "GPU-7a1b2c3d-0000-1111-2222-333344445555",
+        "GPU-8b2c3d4e-0000-1111-2222-333344445555",
+    ]
+    assert runner.calls == [NVIDIA_QUERY]  # type: ignore[attr-defined]
+
+
+def test_discover_amd_falls_back_to_rocm_smi() -> None:
+    runner = fake_runner({"amd-smi": "[]", "rocm-smi": json.dumps(ROCM_JSON)})
+    assert [g.bus_id for g in discover("amd", runner)] == ["0000:05:00.0", "0000:26:00.0"]
+    assert runner.calls == [AMD_SMI_QUERY, ROCM_SMI_QUERY]  # type: ignore[attr-defined]
+
+
+def test_discover_amd_prefers_amd_smi() -> None:
+    runner = fake_runner({"amd-smi": json.dumps([AMD_ITEM]), "rocm-smi": json.dumps(ROCM_JSON)})
+    assert [g.driver for g in discover("amd", runner)] == ["6.8.5"]
+    assert runner.calls == [AMD_SMI_QUERY]  # type: ignore[attr-defined]
+
+
+def test_discover_cpu_and_unknown_run_nothing() -> None:
+    runner = fake_runner({"nvidia-smi": NVIDIA_LINE})
+    assert discover("cpu", runner) == []
+    assert discover("tpu", runner) == []
+    assert runner.calls == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "vendor"),
+    [
+        ({"nvidia-smi": NVIDIA_LINE}, "nvidia"),
+        ({"nvidia-smi": NVIDIA_LINE, "amd-smi": json.dumps([AMD_ITEM])}, "nvidia"),
+        ({"nvidia-smi": "", "amd-smi": json.dumps([AMD_ITEM])}, "amd"),
+        ({"amd-smi": json.dumps({"gpu_data": [AMD_ITEM]})}, "amd"),
+        ({"rocm-smi": json.dumps(ROCM_JSON)}, "amd"),
+        ({"nvidia-smi": "", "amd-smi": "[]", "rocm-smi": "{}"}, "cpu"),
+        ({}, "cpu"),
+    ],
+)
+def test_detect_vendor(outputs: dict[str, str | None], vendor: str) -> None:
+    assert detect_vendor(fake_runner(outputs)) == vendor
+
+
+def test_run_tool_absent_returns_none() -> None:
+    assert gpus.run_tool(["no-such-tool-for-bench-tests-xyz", "--json"]) is None
+
+
+# -- the agent runs inside any vLLM image: standard library only ---------------------------------
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            assert node.module is not None
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_agent_modules_import_only_the_standard_library() -> None:
+    modules = sorted(AGENT_DIR.glob("*.py"))
+    assert {p.name for p in modules} >= {"core.py", "judge.py", "gpus.py", "util.py"}
+    offenders = {
+        path.name: sorted(_imported_roots(path) - set(sys.stdlib_module_names)) for path in modules
+    }
+    assert {name: bad for name, bad in offenders.items() if bad} == {}
+
+
+def test_import_checker_catches_third_party(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text("import os\nfrom . import x\ndef f():\n    import click\n")
+    assert _imported_roots(sample) - set(sys.stdlib_module_names) == {"click"}
+
+
+# -- provenance ----------------------------------------------------------------------------------
+
+
+def write_script(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_interpreter_of(tmp_path: Path) -> None:
+    env = write_script(tmp_path / "a", "#!/usr/bin/env python3\nimport sys\n")
+    direct = write_script(tmp_path / "b", "#!/opt/venv/bin/python\nimport sys\n")
+    flags = write_script(tmp_path / "c", "#! /opt/venv/bin/python3.11 -E\n")
+    binary = tmp_path / "d"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00")
+    assert interpreter_of(str(env)) == "python3"
+    assert interpreter_of(str(direct)) == "/opt/venv/bin/python"
+    assert interpreter_of(str(flags)) == "/opt/venv/bin/python3.11"
+    assert interpreter_of(str(binary)) is None
+    assert interpreter_of(str(tmp_path / "missing")) is None
+    assert interpreter_of(str(write_script(tmp_path / "e", "#!\n"))) is None
+
+
+def test_interpreter_of_sh_trampoline(tmp_path: Path) -> None:
+    script = write_script(
+        tmp_path / "vllm",
+        "#!/bin/sh\n'''exec' \"/opt/my venv/bin/python\" \"$0\" \"$@\"\n' '''\nimport sys\n",
+    )
+    assert interpreter_of(str(script)) in ("/opt/my venv/bin/python", None)
+
+
+# -- preflight -----------------------------------------------------------------------------------
+
+
+def test_check_port_taken_and_free() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(PreflightError) as info:
+            check_port("127.0.0.1", port)
+        assert f"port {port} on 127.0.0.1 is in use" in str(info.value)
+        assert "--port" in str(info.value)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    check_port("127.0.0.1", free)  # no exception
+
+
+def test_find_vllm_explicit(tmp_path: Path) -> None:
+    with pytest.raises(PreflightError) as info:
+        find_vllm(str(tmp_path / "nope" / "vllm"))
+    message = str(info.value)
+    assert message.startswith(f"--vllm {tmp_path / 'nope' / 'vllm'}: no executable file there")
+    assert "install" in message
+    assert "pip install vllm" in message
+    not_exec = tmp_path / "vllm-text"
+    not_exec.write_text("#!/bin/sh\n")
+    with pytest.raises(PreflightError, match="install"):
+        find_vllm(str(not_exec))
+    with pytest.raises(PreflightError, match="install"):
+        find_vllm(str(tmp_path))  # a directory
+    good = write_script(tmp_path / "vllm", "#!/bin/sh\nexit 0\n")
+    assert find_vllm(str(good)) == str(good.resolve())
+
+
+def test_find_vllm_beside_interpreter_then_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    path_dir = tmp_path / "path"
+    path_dir.mkdir()
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    monkeypatch.setenv("PATH", str(path_dir))
+    with pytest.raises(PreflightError, match="no vllm executable on PATH: install"):
+        find_vllm(None)
+    on_path = write_script(path_dir / "vllm", "#!/bin/sh\nexit 0\n")
+    assert find_vllm(None) == str(on_path)
+    beside = write_script(venv_bin / "vllm", "#!/bin/sh\nexit 0\n")
+    assert find_vllm(None) == str(beside)  # an unactivated venv's own vllm comes first
+
+
+def gpu_plan(vendor: str, tp: int) -> Plan:
+    run = Run(
+        run_id=f"r-{vendor}",
+        vendor=vendor,
+        model=ModelRef(source="org/model"),
+        engine=EngineConfig(tp=tp),
+    )
+    return Plan(runs=(run,))
+
+
+def h100(index: int) -> Gpu:
+    return Gpu(index=index, name="NVIDIA H100", vendor="nvidia")
+
+
+def test_check_gpus_too_few() -> None:
+    with pytest.raises(PreflightError) as info:
+        check_gpus(gpu_plan("nvidia", 2), {"nvidia": []})
+    assert str(info.value).startswith(
+        "--tp 2 needs 2 nvidia GPUs but nvidia-smi found 0 on this host"
+    )
+    with pytest.raises(PreflightError, match="needs 4 amd GPUs but amd-smi / rocm-smi found 2"):
+        check_gpus(gpu_plan("amd", 4), {"amd": [h100(0), h100(1)]})
+
+
+def test_check_gpus_enough() -> None:
+    check_gpus(gpu_plan("nvidia", 2), {"nvidia": [h100(0), h100(1)]})
+    check_gpus(gpu_plan("nvidia", 1), {"nvidia": [h100(0), h100(1)]})
+
+
+def test_check_gpus_cpu_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_discovery(vendor: str) -> list[Gpu]:
+        raise AssertionError("cpu runs must not look for GPUs")
+
+    monkeypatch.setattr("runner.preflight.discover", no_discovery)
+    check_gpus(gpu_plan("cpu", 8), {"cpu": []})
+    check_gpus(gpu_plan("cpu", 8))
