@@ -1,0 +1,1 @@
+"""Container images for vLLM benchmarks: the catalog, Dockerfile rendering, build, pull, inspect."""
