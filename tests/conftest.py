@@ -71,3 +71,21 @@ def tiny_model(vllm_exe: str) -> Path:
     if proc.returncode != 0:
         missing(f"could not make the tiny model: {proc.stderr.strip()[-500:]}")
     return target
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> object:
+    """A docker-py client of a running engine (scripts/docker_engine.sh starts one)."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:
+        missing("docker-py is not installed: make venv")
+        raise
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except DockerException as exc:
+        missing(f"no Docker engine answers ({exc}): run scripts/docker_engine.sh")
+        raise
+    return client
