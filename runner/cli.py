@@ -20,6 +20,7 @@ from runner.agent.gpus import detect_vendor
 from runner.errors import BenchError, PlanError, RunFailed
 from runner.executors.base import RunOutcome
 from runner.executors.local import LocalExecutor, LocalSettings
+from runner.images.catalog import load_catalog, resolve_image_choice
 from runner.jobs import Deadlines
 from runner.plan import (
     EngineConfig,
@@ -116,6 +117,7 @@ def build_plan(opts: dict[str, Any]) -> Plan:
         input_len=opts["input_len"],
         output_len=opts["output_len"],
         env=parse_env(opts["env"]),
+        image=resolve_image_choice(opts["image"], load_catalog()) if opts["image"] else None,
     )
     return Plan(runs=(run,))
 
@@ -205,6 +207,9 @@ def show_results(outcomes: list[RunOutcome]) -> None:
 )
 @click.option("--executor", default="local", show_default=True, help="where vLLM runs: local")
 @click.option(
+    "--image", help="catalog variant (bench-images list) or image for container executors"
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -255,6 +260,11 @@ def main(**opts: Any) -> None:
     if opts["port"] is not None and not 0 < opts["port"] < 65536:
         raise PlanError(f"--port {opts['port']}: must be between 1 and 65535")
     plan = build_plan(opts)
+    if opts["image"] and opts["executor"] == "local":
+        raise PlanError(
+            f"--image {opts['image']} is for container executors; --executor local runs the vllm "
+            "of this host: drop --image"
+        )
     executor = LocalExecutor(
         LocalSettings(
             out_root=opts["out_dir"],

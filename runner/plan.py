@@ -314,7 +314,7 @@ class Run:
     input_len: int = 1024
     output_len: int = 128
     env: tuple[tuple[str, str], ...] = ()
-    created: str = ""
+    image: str | None = None
 
     def __post_init__(self) -> None:
         if self.vendor not in VENDORS:

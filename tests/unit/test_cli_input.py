@@ -241,3 +241,24 @@ def test_seconds_per_point_inf_is_a_plan_error(model_dir: Path, out_dir: Path) -
     )  # fmt: skip
     assert_one_error_line(result, PLAN_ERROR, "--seconds-per-point")
     assert not out_dir.exists()
+
+
+def test_image_unknown_variant_lists_the_catalog(model_dir: Path, out_dir: Path) -> None:
+    result = invoke(["--vendor", "cpu", "--model", str(model_dir), "--input-len", "64",
+                     "--image", "no-such-variant", "--dry-run"], out_dir)  # fmt: skip
+    assert_one_error_line(result, 1, "unknown image variant 'no-such-variant'", "cpu-wheelhouse")
+    assert not out_dir.exists()
+
+
+def test_image_reference_that_is_not_one(model_dir: Path, out_dir: Path) -> None:
+    result = invoke(["--vendor", "cpu", "--model", str(model_dir), "--input-len", "64",
+                     "--image", "Bad Image:tag", "--dry-run"], out_dir)  # fmt: skip
+    assert_one_error_line(result, 1, "not an image reference")
+
+
+@pytest.mark.parametrize("image", ["cpu-wheelhouse", "vllm/vllm-openai-cpu:v0.32.0-x86_64"])
+def test_image_is_for_container_executors(model_dir: Path, out_dir: Path, image: str) -> None:
+    result = invoke(["--vendor", "cpu", "--model", str(model_dir), "--input-len", "64",
+                     "--image", image, "--dry-run"], out_dir)  # fmt: skip
+    assert_one_error_line(result, PLAN_ERROR, f"--image {image} is for container executors")
+    assert not out_dir.exists()
