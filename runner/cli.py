@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ from runner import __version__
 from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.gpus import detect_vendor
 from runner.errors import BenchError, PlanError, RunFailed
-from runner.executors.base import RunOutcome
+from runner.executors.base import Executor, RunOutcome
+from runner.executors.docker import DockerExecutor, DockerSettings
 from runner.executors.local import LocalExecutor, LocalSettings
 from runner.images.catalog import load_catalog, resolve_image_choice
 from runner.jobs import Deadlines
@@ -37,8 +39,9 @@ from runner.plan import (
     parse_qps_list,
 )
 from runner.progress import ConsoleReporter
+from runner.vendors import parse_gpus
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "docker")
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -120,6 +123,45 @@ def build_plan(opts: dict[str, Any]) -> Plan:
         image=resolve_image_choice(opts["image"], load_catalog()) if opts["image"] else None,
     )
     return Plan(runs=(run,))
+
+
+def make_executor(opts: dict[str, Any]) -> Executor:
+    """The executor the flags ask for; environment variables are read here, at the edge."""
+    deadlines = Deadlines(server_ready_s=opts["server_timeout"], point_s=opts["point_timeout"])
+    if opts["executor"] == "docker":
+        if not opts["image"]:
+            raise PlanError(
+                "--executor docker needs --image: a catalog variant (bench-images list) or an image"
+            )
+        hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+        return DockerExecutor(
+            DockerSettings(
+                out_root=opts["out_dir"],
+                image=opts["image"],
+                pull=opts["pull"],
+                gpus=parse_gpus(opts["gpus"]) if opts["gpus"] else (),
+                cpus=opts["cpus"],
+                shm_size=opts["shm_size"],
+                privileged=opts["privileged"],
+                keep=opts["keep"],
+                hf_cache=hf_home if hf_home.is_dir() else None,
+                hf_token=os.environ.get("HF_TOKEN") or None,
+                deadlines=deadlines,
+            )
+        )
+    for flag in ("gpus", "cpus", "shm_size"):
+        if opts[flag]:
+            raise PlanError(f"--{flag.replace('_', '-')} is for --executor docker")
+    return LocalExecutor(
+        LocalSettings(
+            out_root=opts["out_dir"],
+            vllm=opts["vllm_path"],
+            host=opts["host"],
+            port=opts["port"],
+            deadlines=deadlines,
+            check_flags=not opts["skip_flag_check"],
+        )
+    )
 
 
 def show_results(outcomes: list[RunOutcome]) -> None:
@@ -205,7 +247,17 @@ def show_results(outcomes: list[RunOutcome]) -> None:
 @click.option(
     "--env", multiple=True, metavar="NAME=VALUE", help="environment variable for vLLM; repeatable"
 )
-@click.option("--executor", default="local", show_default=True, help="where vLLM runs: local")
+@click.option(
+    "--executor", default="local", show_default=True, help="where vLLM runs: local or docker"
+)
+@click.option(
+    "--pull", default="missing", show_default=True, help="docker: always, missing or never"
+)
+@click.option("--gpus", help="docker: GPU ids such as 0,1 (default: all)")
+@click.option("--cpus", help="docker: a cpuset such as 0-7 for the container")
+@click.option("--shm-size", help="docker: the container's /dev/shm (default 16g, CPU 4g)")
+@click.option("--privileged", is_flag=True, help="docker: run the container privileged")
+@click.option("--keep", is_flag=True, help="docker: keep the container afterwards, for debugging")
 @click.option(
     "--image", help="catalog variant (bench-images list) or image for container executors"
 )
@@ -265,18 +317,7 @@ def main(**opts: Any) -> None:
             f"--image {opts['image']} is for container executors; --executor local runs the vllm "
             "of this host: drop --image"
         )
-    executor = LocalExecutor(
-        LocalSettings(
-            out_root=opts["out_dir"],
-            vllm=opts["vllm_path"],
-            host=opts["host"],
-            port=opts["port"],
-            deadlines=Deadlines(
-                server_ready_s=opts["server_timeout"], point_s=opts["point_timeout"]
-            ),
-            check_flags=not opts["skip_flag_check"],
-        )
-    )
+    executor = make_executor(opts)
     if opts["dry_run"]:
         click.echo(executor.describe(plan))
         return

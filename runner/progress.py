@@ -16,7 +16,8 @@ class ConsoleReporter:
         self.verbose = verbose
 
     def note(self, text: str, style: str = "") -> None:
-        self.console.print(f"[{style}]{escape(text)}[/]" if style else escape(text))
+        # soft_wrap: a long path stays on one line, whole, for people to copy
+        self.console.print(f"[{style}]{escape(text)}[/]" if style else escape(text), soft_wrap=True)
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")

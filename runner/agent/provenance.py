@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -102,7 +103,7 @@ def os_release() -> str | None:
 def collect(vendor: str, vllm_executable: str) -> dict[str, Any]:
     """Everything about this host and software that a result depends on."""
     found = gpus.discover(vendor) if vendor != "cpu" else []
-    versions = package_versions(vllm_executable)
+    versions = package_versions(shutil.which(vllm_executable) or vllm_executable)
     return {
         "host": {
             "hostname": socket.gethostname(),

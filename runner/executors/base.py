@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from runner.plan import Plan
+from runner.agent.core import EXIT_INTERRUPTED
+from runner.plan import Plan, Run
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
@@ -38,3 +40,17 @@ class Executor(Protocol):
     def execute(self, plan: Plan, on_event: EventSink) -> list[RunOutcome]:
         """Run every Run of the plan; the agent's events go to on_event."""
         ...
+
+
+def read_outcome(run: Run, out_root: Path, code: int, interrupted: bool) -> RunOutcome:
+    """How a run ended, from its run directory (the agent's status.json), whatever ran it."""
+    run_dir = out_root / run.run_id
+    try:
+        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+        state, reason = str(status.get("status")), status.get("reason")
+    except (OSError, json.JSONDecodeError):
+        state = "interrupted" if interrupted else "failed"
+        reason = f"the agent exited with status {code} before it finished its run directory"
+    if interrupted and code != EXIT_INTERRUPTED:
+        code = EXIT_INTERRUPTED
+    return RunOutcome(run.run_id, run_dir, state, reason, code)

@@ -17,7 +17,7 @@ from pathlib import Path
 from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
-from runner.executors.base import EventSink, RunOutcome
+from runner.executors.base import EventSink, RunOutcome, read_outcome
 from runner.jobs import Deadlines, build_job, git_commit, server_argv, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_flags, check_gpus, check_port, find_vllm, free_port
@@ -160,7 +160,7 @@ class LocalExecutor:
             code = proc.wait()
         finally:
             watchdog.cancel()
-        return _outcome(run, out_root, code, interrupted)
+        return read_outcome(run, out_root, code, interrupted)
 
     @staticmethod
     def _relay(stream: object, on_event: EventSink) -> None:
@@ -179,16 +179,3 @@ class LocalExecutor:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _outcome(run: Run, out_root: Path, code: int, interrupted: bool) -> RunOutcome:
-    run_dir = out_root / run.run_id
-    try:
-        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-        state, reason = str(status.get("status")), status.get("reason")
-    except (OSError, json.JSONDecodeError):
-        state = "interrupted" if interrupted else "failed"
-        reason = f"the agent exited with status {code} before it finished its run directory"
-    if interrupted and code != EXIT_INTERRUPTED:
-        code = EXIT_INTERRUPTED
-    return RunOutcome(run.run_id, run_dir, state, reason, code)

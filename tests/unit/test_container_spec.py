@@ -25,7 +25,7 @@ from runner.plan import EngineConfig, ModelRef, Run
 from runner.vendors import PROFILES
 
 RUN_ID = "20261122-031500-tiny-llama-amd-1a2b3c"
-TOKEN = "hf_SuperSecretTokenValue123"  # noqa: S105 (a fake token the tests hunt for)
+TOKEN = "hf_SuperSecretTokenValue123"
 IMAGE = "vllm-bench/rocm-vllm-openai:0.32.0"
 COMMAND = [
     "python3", "-m", "runner.agent",
