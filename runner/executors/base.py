@@ -42,6 +42,19 @@ class Executor(Protocol):
         ...
 
 
+def relay_line(line: str, on_event: EventSink) -> None:
+    """One line of the agent's stdout: its JSON event, or the raw text as an agent_output event."""
+    line = line.strip()
+    if not line:
+        return
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        event = {"event": "agent_output", "line": line}
+    if isinstance(event, dict):
+        on_event(event)
+
+
 def read_outcome(run: Run, out_root: Path, code: int, interrupted: bool) -> RunOutcome:
     """How a run ended, from its run directory (the agent's status.json), whatever ran it."""
     run_dir = out_root / run.run_id

@@ -21,7 +21,7 @@ from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.gpus import discover
 from runner.agent.util import atomic_write_json
 from runner.errors import PlanError, PreflightError
-from runner.executors.base import EventSink, RunOutcome, read_outcome
+from runner.executors.base import EventSink, RunOutcome, read_outcome, relay_line
 from runner.executors.container_spec import (
     RUNS_DIR,
     ContainerSpec,
@@ -245,7 +245,7 @@ class DockerExecutor:
             while True:
                 try:
                     for line in _lines(container.logs(stream=True, follow=True, stderr=False)):
-                        self._relay(line, on_event)
+                        relay_line(line, on_event)
                     break
                 except KeyboardInterrupt:
                     if interrupted:
@@ -273,18 +273,6 @@ class DockerExecutor:
                 container.remove(force=True)
             job_file.unlink(missing_ok=True)
         return read_outcome(run, out_root, code, interrupted)
-
-    @staticmethod
-    def _relay(line: str, on_event: EventSink) -> None:
-        line = line.strip()
-        if not line:
-            return
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            event = {"event": "agent_output", "line": line}
-        if isinstance(event, dict):
-            on_event(event)
 
     def _host_paths(self, on_event: EventSink) -> EventSink:
         """Events name the run directory as the host sees it, not as /runs inside the container."""

@@ -10,14 +10,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
-from runner.executors.base import EventSink, RunOutcome, read_outcome
+from runner.executors.base import EventSink, RunOutcome, read_outcome, relay_line
 from runner.jobs import Deadlines, build_job, git_commit, server_argv, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_flags, check_gpus, check_port, find_vllm, free_port
@@ -163,17 +163,9 @@ class LocalExecutor:
         return read_outcome(run, out_root, code, interrupted)
 
     @staticmethod
-    def _relay(stream: object, on_event: EventSink) -> None:
-        for raw in stream:  # type: ignore[attr-defined]
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                event = {"event": "agent_output", "line": line}
-            if isinstance(event, dict):
-                on_event(event)
+    def _relay(stream: Iterable[str], on_event: EventSink) -> None:
+        for line in stream:
+            relay_line(line, on_event)
 
 
 def _kill_group(pgid: int) -> None:
