@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import grp
 import io
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -36,6 +38,27 @@ LABEL_GPUS = LABEL_PREFIX + "gpus"
 
 _SHM_SIZE = re.compile(r"^[1-9][0-9]*([bkmg]|[kmg]b)?$", re.I)  # what docker-py's parse_bytes reads
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")  # the engine's rule for volume names
+
+
+def host_group_id(name: str) -> int | None:
+    """The host's id of a group (video, render), or None when the host has no such group."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+def container_groups(
+    names: tuple[str, ...], group_id: Callable[[str], int | None]
+) -> tuple[str, ...]:
+    """--group-add values as the host's numeric ids.
+
+    The device nodes belong to the host's groups; a name would be looked up in the image's
+    /etc/group at start, and an image without (say) a render group fails to start. A group the
+    host does not have owns no device node here, so it is left out.
+    """
+    ids = (group_id(name) for name in names)
+    return tuple(str(gid) for gid in ids if gid is not None)
 
 
 def container_job_path(run_id: str) -> str:
@@ -265,6 +288,7 @@ def build_spec(
     tunableop_volume: str | None = None,
     run_id: str | None = None,
     tool_version: str = __version__,
+    group_id: Callable[[str], int | None] = host_group_id,
 ) -> ContainerSpec:
     """The container of one Run: its vendor's devices and limits, mounts, labels, the agent.
 
@@ -338,7 +362,7 @@ def build_spec(
         environment=env,
         devices=profile.devices(gpus),
         device_requests=profile.device_requests(gpus),
-        group_add=profile.group_add,
+        group_add=container_groups(profile.group_add, group_id),
         cap_add=profile.cap_add,
         security_opt=profile.security_opt,
         ipc_mode=profile.ipc_mode,

@@ -26,6 +26,8 @@ from runner.executors.container_spec import (
     RUNS_DIR,
     ContainerSpec,
     build_spec,
+    container_groups,
+    host_group_id,
 )
 from runner.plan import EngineConfig, ModelRef, Run
 from runner.vendors import PROFILES, check_host
@@ -181,7 +183,7 @@ def test_amd_all_gpus(make: Callable[..., Made]) -> None:
     made = make("amd")
     host = made.host
     assert host["Devices"] == _devices(["/dev/kfd", "/dev/dri"])
-    assert host["GroupAdd"] == ["video", "render"]
+    assert host["GroupAdd"] == list(container_groups(("video", "render"), host_group_id))
     assert host["SecurityOpt"] == ["seccomp=unconfined", ENGINE_HOST_IPC_OPT]
     assert host["CapAdd"] == ["SYS_PTRACE"]
     assert not host["DeviceRequests"]
@@ -205,7 +207,7 @@ def test_amd_chosen_gpus(make: Callable[..., Made]) -> None:
             "/dev/dri/card2",
         ]
     )
-    assert host["GroupAdd"] == ["video", "render"]
+    assert host["GroupAdd"] == list(container_groups(("video", "render"), host_group_id))
     assert host["SecurityOpt"] == ["seccomp=unconfined", ENGINE_HOST_IPC_OPT]
     assert host["CapAdd"] == ["SYS_PTRACE"]
     assert not host["DeviceRequests"]

@@ -17,6 +17,7 @@ from runner.executors.container_spec import (
     ContainerSpec,
     MountSpec,
     build_spec,
+    container_groups,
     container_job_path,
     container_model_dir,
     host_job_path,
@@ -61,6 +62,7 @@ def spec_for(vendor: str, tmp_path: Path, **overrides: Any) -> ContainerSpec:
         "tunableop_volume": "vllm-bench-tunableop",
         "run_id": RUN_ID,
         "tool_version": "1.2.3",
+        "group_id": {"video": 44, "render": 109}.get,
     }
     run = overrides.pop("run", None) or make_run(vendor)
     arguments.update(overrides)
@@ -109,7 +111,7 @@ def test_amd_spec_all_gpus(tmp_path: Path) -> None:
         "environment": COMMON_ENV,
         "labels": LABELS,
         "devices": ["/dev/kfd", "/dev/dri"],
-        "group_add": ["video", "render"],
+        "group_add": ["44", "109"],
         "cap_add": ["SYS_PTRACE"],
         "security_opt": ["seccomp=unconfined"],
         "ipc_mode": "host",
@@ -262,8 +264,8 @@ def test_docker_run_line_amd(tmp_path: Path) -> None:
         "--device /dev/dri/card0",
         "--device /dev/dri/renderD130",
         "--device /dev/dri/card2",
-        "--group-add video",
-        "--group-add render",
+        "--group-add 44",
+        "--group-add 109",
         "--cap-add SYS_PTRACE",
         "--security-opt seccomp=unconfined",
         "--ipc host",
@@ -354,3 +356,10 @@ def test_docker_py_accepts_the_kwargs(vendor: str, tmp_path: Path) -> None:
         {"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits
     ]
     assert args["labels"] == spec.labels
+
+
+def test_groups_are_the_hosts_numeric_ids_and_absent_ones_are_dropped() -> None:
+    # A name would be looked up in the image's /etc/group at start (and fail where it is absent)
+    assert container_groups(("video", "render"), {"video": 44, "render": 109}.get) == ("44", "109")
+    assert container_groups(("video", "render"), {"video": 44}.get) == ("44",)
+    assert container_groups(("video",), {}.get) == ()
