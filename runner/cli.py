@@ -20,7 +20,8 @@ from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.gpus import detect_vendor
 from runner.errors import BenchError, PlanError, RunFailed
 from runner.executors.base import Executor, RunOutcome
-from runner.executors.docker import DockerExecutor, DockerSettings
+from runner.executors.docker import DockerExecutor, DockerSettings, reap_containers
+from runner.executors.docker import connect as docker_connect
 from runner.executors.local import LocalExecutor, LocalSettings
 from runner.images.catalog import load_catalog, resolve_image_choice
 from runner.jobs import Deadlines
@@ -175,8 +176,40 @@ def show_results(outcomes: list[RunOutcome]) -> None:
         click.echo(format_table(records))
 
 
-@click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+class RunGroup(OneLineErrors, click.Group):
+    """`bench-run FLAGS` is `bench-run run FLAGS`; other commands are named first."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (
+            args[0] not in self.commands and args[0] not in ("-h", "--help", "--version")
+        ):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=RunGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bench-run")
+def main() -> None:
+    """Benchmark vLLM on NVIDIA, AMD or CPU: `bench-run [run] FLAGS`; `bench-run cleanup`."""
+
+
+@main.command("cleanup")
+@click.option("--dry-run", is_flag=True, help="list the containers, remove nothing")
+def cleanup(dry_run: bool) -> None:
+    """Remove the containers earlier runs left behind (found by their vllm-bench label).
+
+    Every container the docker executor made is removed, running or not: a run still in
+    progress elsewhere on this engine is stopped too.
+    """
+    client = docker_connect(dict(os.environ))
+    found = reap_containers(client, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for line in found:
+        click.echo(f"{verb} {line}")
+    click.echo(f"{verb} {len(found)} container(s)", err=True)
+
+
+@main.command("run", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--vendor",
     help="nvidia, amd or cpu (default: detect with nvidia-smi, then amd-smi / rocm-smi, else cpu)",
@@ -297,7 +330,7 @@ def show_results(outcomes: list[RunOutcome]) -> None:
     help="print every command and variable the agent would use; run nothing",
 )
 @click.option("-v", "--verbose", is_flag=True, help="show every agent event")
-def main(**opts: Any) -> None:
+def run(**opts: Any) -> None:
     """Benchmark vLLM: a serving sweep over request rates, and offline latency and throughput.
 
     \b

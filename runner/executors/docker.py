@@ -23,6 +23,8 @@ from runner.agent.util import atomic_write_json
 from runner.errors import PlanError, PreflightError
 from runner.executors.base import EventSink, RunOutcome, read_outcome, relay_line
 from runner.executors.container_spec import (
+    LABEL_MANAGED,
+    LABEL_RUN_ID,
     RUNS_DIR,
     ContainerSpec,
     build_spec,
@@ -64,6 +66,18 @@ def connect(environ: dict[str, str]) -> docker.DockerClient:
     """A client of the engine named by DOCKER_HOST & co.; one clear line when none answers."""
     docker_ops.connect(environ)  # pings, and says how to start an engine when none answers
     return docker.DockerClient(version="auto", **kwargs_from_env(environment=environ))
+
+
+def reap_containers(client: docker.DockerClient, *, dry_run: bool = False) -> list[str]:
+    """Remove every container labelled by this tool; return 'id (run id, status)' for each."""
+    found = client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+    described = []
+    for container in found:
+        run_id = (container.labels or {}).get(LABEL_RUN_ID, "?")
+        described.append(f"{str(container.id)[:12]} (run {run_id}, {container.status})")
+        if not dry_run:
+            container.remove(force=True)
+    return described
 
 
 def _replace_text(value: Any, old: str, new: str) -> Any:

@@ -92,3 +92,23 @@ def test_a_run_stopped_midway_leaves_no_container(
     assert not [c for c in _managed(docker_client) if c.id not in before], "a container was left"
     (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_cleanup_reaps_leftover_containers(docker_client: Any, base_image: str) -> None:
+    # What a SIGKILLed bench-run leaves: a labelled container still running.
+    leftover = docker_client.containers.run(
+        base_image, ["sleep", "300"], detach=True,
+        labels={"vllm-bench.managed": "true", "vllm-bench.run-id": "leftover-run"},
+    )  # fmt: skip
+    try:
+        listed = CliRunner().invoke(run_main, ["cleanup", "--dry-run"], catch_exceptions=False)
+        assert listed.exit_code == 0
+        assert f"would remove {leftover.id[:12]} (run leftover-run, running)" in listed.stdout
+        assert _managed(docker_client, "leftover-run"), "--dry-run removed it"
+        result = CliRunner().invoke(run_main, ["cleanup"], catch_exceptions=False)
+        assert result.exit_code == 0
+        assert f"removed {leftover.id[:12]}" in result.stdout
+        assert not _managed(docker_client, "leftover-run")
+    finally:
+        if _managed(docker_client, "leftover-run"):
+            leftover.remove(force=True)

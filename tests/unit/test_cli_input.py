@@ -262,3 +262,22 @@ def test_image_is_for_container_executors(model_dir: Path, out_dir: Path, image:
                      "--image", image, "--dry-run"], out_dir)  # fmt: skip
     assert_one_error_line(result, PLAN_ERROR, f"--image {image} is for container executors")
     assert not out_dir.exists()
+
+
+def test_cleanup_without_an_engine_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    result = cli_runner().invoke(main, ["cleanup"], catch_exceptions=False)
+    assert_one_error_line(result, 1, "no Docker engine answers", "start")
+
+
+def test_flags_without_a_command_run_a_benchmark(model_dir: Path, out_dir: Path) -> None:
+    plain = invoke(["--vendor", "cpu", "--model", str(model_dir), "--input-len", "64",
+                    "--dry-run"], out_dir)  # fmt: skip
+    named = cli_runner().invoke(
+        main, ["run", "--vendor", "cpu", "--model", str(model_dir), "--input-len", "64",
+               "--dry-run", "--out", str(out_dir)], catch_exceptions=False,
+    )  # fmt: skip
+    assert plain.exit_code == named.exit_code == 0
+    assert "vllm serve" in plain.stdout and "vllm serve" in named.stdout
