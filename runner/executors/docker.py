@@ -112,6 +112,7 @@ class DockerExecutor:
         self._commit = git_commit()
         self._client: docker.DockerClient | None = None
         self._image_ref: str | None = None
+        self._is_variant = False
 
     def client(self) -> docker.DockerClient:
         if self._client is None:
@@ -123,7 +124,8 @@ class DockerExecutor:
         if self._image_ref is None:
             catalog = load_catalog()
             choice = self.settings.image
-            self._image_ref = default_tag(catalog[choice]) if choice in catalog else choice
+            self._is_variant = choice in catalog
+            self._image_ref = default_tag(catalog[choice]) if self._is_variant else choice
         return self._image_ref
 
     def _resolve_image(self) -> str:
@@ -134,7 +136,7 @@ class DockerExecutor:
             docker_ops.inspect_image(api, ref)
         except docker_ops.ImageMissing:
             present = False
-        if self.settings.image in load_catalog() and not present:
+        if self._is_variant and not present:
             raise PreflightError(
                 f"image {ref} (variant {self.settings.image}) is not built on this engine: "
                 f"bench-images build {self.settings.image}"
