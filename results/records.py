@@ -1,176 +1,26 @@
-"""Turn a run directory's raw vLLM outputs into one flat, comparable record per point."""
+"""Turn a run directory into records: one per point, with what ran, metrics and validity."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from results.errors import ResultsError
+from results.parsers import Parsed, as_int, as_rate, parse_latency, parse_serve, parse_throughput
 from results.rundir import RUN_FILE, RunDir
+from results.schema import FAILED, NOT_RUN, OK, Record, format_rate
 
-METRICS = ("ttft", "tpot", "itl", "e2el")
-STATS = ("mean", "median", "p99")
-
-NOT_RUN = "not-run"
-FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class PointRecord:
-    """One point of one run: what was asked, the verdict, and the headline metrics."""
-
-    run_id: str
-    point_id: str
-    scenario: str
-    vendor: str
-    model: str
-    qps: float | None
-    verdict: str
-    reasons: tuple[str, ...] = ()
-    completed: int | None = None
-    failed: int | None = None
-    num_prompts: int | None = None
-    request_throughput: float | None = None
-    output_throughput: float | None = None
-    duration_s: float | None = None
-    ttft_mean_ms: float | None = None
-    ttft_median_ms: float | None = None
-    ttft_p99_ms: float | None = None
-    tpot_mean_ms: float | None = None
-    tpot_median_ms: float | None = None
-    tpot_p99_ms: float | None = None
-    itl_mean_ms: float | None = None
-    itl_median_ms: float | None = None
-    itl_p99_ms: float | None = None
-    e2el_mean_ms: float | None = None
-    e2el_median_ms: float | None = None
-    e2el_p99_ms: float | None = None
-    # hash=False keeps records hashable although the raw leftovers are a dict
-    extra: dict[str, Any] = field(default_factory=dict, hash=False)
-
-
-def _float(value: Any) -> float | None:
-    # bool is an int subclass, but a true/false is never a measurement
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _rate(value: Any) -> float | None:
-    """A request rate as run.json and vLLM write it: a number, or the string 'inf'."""
-    if isinstance(value, str) and value.strip().lower() == "inf":
-        return math.inf
-    return _float(value)
-
-
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None or denominator <= 0:
-        return None
-    return numerator / denominator
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000.0
-
-
-def _extra(raw: dict[str, Any], used: set[str]) -> dict[str, Any]:
-    # lists are vLLM's per-request arrays (ttfts, itls, generated_texts...): large and
-    # already summarised by the statistics, so they stay in the raw file only
-    return {k: v for k, v in raw.items() if k not in used and not isinstance(v, list)}
-
-
-def parse_serve(raw: dict[str, Any]) -> dict[str, Any]:
-    """Record fields from `vllm bench serve --save-result` output; missing keys give None."""
-    fields: dict[str, Any] = {
-        "completed": _int(raw.get("completed")),
-        "failed": _int(raw.get("failed")),
-        "num_prompts": _int(raw.get("num_prompts")),
-        "request_throughput": _float(raw.get("request_throughput")),
-        "output_throughput": _float(raw.get("output_throughput")),
-        "duration_s": _float(raw.get("duration")),
-    }
-    used = {
-        "completed",
-        "failed",
-        "num_prompts",
-        "request_throughput",
-        "output_throughput",
-        "duration",
-    }
-    for metric in METRICS:
-        for stat in STATS:
-            key = f"{stat}_{metric}_ms"
-            fields[f"{metric}_{stat}_ms"] = _float(raw.get(key))
-            used.add(key)
-    fields["extra"] = _extra(raw, used)
-    return fields
-
-
-def parse_latency(
-    raw: dict[str, Any], batch_size: int | None, output_len: int | None
-) -> dict[str, Any]:
-    """Record fields from `vllm bench latency --output-json` (seconds per batch)."""
-    avg = _float(raw.get("avg_latency"))
-    percentiles = raw.get("percentiles")
-    if not isinstance(percentiles, dict):
-        percentiles = {}
-    latencies = raw.get("latencies")
-    duration = None
-    if isinstance(latencies, list) and latencies:
-        values = [_float(v) for v in latencies]
-        duration = None if None in values else sum(v for v in values if v is not None)
-    tokens = None if batch_size is None or output_len is None else batch_size * output_len
-    # each iteration is one batch of batch_size prompts, so a batch's latency is each
-    # request's end-to-end latency
-    return {
-        "completed": batch_size,
-        "failed": None,
-        "num_prompts": batch_size,
-        "request_throughput": _ratio(None if batch_size is None else float(batch_size), avg),
-        "output_throughput": _ratio(None if tokens is None else float(tokens), avg),
-        "duration_s": duration,
-        "e2el_mean_ms": _ms(avg),
-        "e2el_median_ms": _ms(_float(percentiles.get("50"))),
-        "e2el_p99_ms": _ms(_float(percentiles.get("99"))),
-        "extra": _extra(raw, {"avg_latency", "percentiles", "latencies"}),
-    }
-
-
-def parse_throughput(raw: dict[str, Any], output_len: int | None) -> dict[str, Any]:
-    """Record fields from `vllm bench throughput --output-json`."""
-    elapsed = _float(raw.get("elapsed_time"))
-    num_requests = _int(raw.get("num_requests"))
-    # vLLM reports only total (input + output) tokens/s; the prompts are random with
-    # ignore-eos, so every request emits exactly output_len tokens and output tokens/s is
-    # num_requests * output_len / elapsed_time
-    tokens = None if num_requests is None or output_len is None else num_requests * output_len
-    return {
-        "completed": num_requests,
-        "failed": None,
-        "num_prompts": num_requests,
-        "request_throughput": _float(raw.get("requests_per_second")),
-        "output_throughput": _ratio(None if tokens is None else float(tokens), elapsed),
-        "duration_s": elapsed,
-        "extra": _extra(raw, {"elapsed_time", "num_requests", "requests_per_second"}),
-    }
+# a Poisson arrival process over a few dozen prompts scatters the achieved rate; below this
+# fraction of the requested rate the server (or the load generator) could not keep up
+ACHIEVED_RATE_WARNING = 0.9
 
 
 def _model_name(model: Any) -> str:
     if isinstance(model, dict):
-        for key in ("local_path", "source"):
+        for key in ("source", "local_path"):
             if isinstance(model.get(key), str) and model[key]:
                 return str(model[key])
         return ""
@@ -187,18 +37,97 @@ def _read_raw(file: Path, name: str) -> tuple[dict[str, Any] | None, str | None]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, f"{name} is not valid JSON: {exc}"
+        return None, f"{name} is not valid JSON ({exc}): the file was cut off"
     if not isinstance(data, dict):
         return None, f"{name} is not a JSON object"
     return data, None
 
 
-def _section_int(run: dict[str, Any], section: str, key: str) -> int | None:
-    value = run.get(section)
-    return _int(value.get(key)) if isinstance(value, dict) else None
+def _section(run: dict[str, Any], name: str) -> dict[str, Any]:
+    value = run.get(name)
+    return value if isinstance(value, dict) else {}
 
 
-def records_from_run(rundir: RunDir) -> list[PointRecord]:
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _run_context(rundir: RunDir) -> dict[str, Any]:
+    """The Record fields every point of the run shares."""
+    run, prov = rundir.run, rundir.provenance
+    engine = _section(run, "engine")
+    container = _section(prov, "container")
+    digests = container.get("image_digests")
+    image = _str(container.get("image")) or _str(run.get("image"))
+    digest = _str(container.get("image_id"))
+    if isinstance(digests, list) and digests and isinstance(digests[0], str):
+        digest = digests[0]
+    extra_args = engine.get("extra_args")
+    tool, executor, host = (
+        _section(prov, "tool"),
+        _section(prov, "executor"),
+        _section(prov, "host"),
+    )
+    return {
+        "vendor": str(run.get("vendor") or prov.get("vendor") or ""),
+        "model": _model_name(run.get("model")),
+        "started": _str(rundir.status.get("started")) or _str(prov.get("started")),
+        "gpu_model": _str(prov.get("gpu_model")),
+        "gpu_count": as_int(prov.get("gpu_count")),
+        "image": image,
+        "image_digest": digest,
+        "vllm_version": _str(prov.get("vllm_version")),
+        "dtype": _str(engine.get("dtype")),
+        "quantization": _str(engine.get("quantization")),
+        "kv_cache_dtype": _str(engine.get("kv_cache_dtype")),
+        "tp": as_int(engine.get("tp")),
+        "engine_args": tuple(str(a) for a in extra_args) if isinstance(extra_args, list) else (),
+        "input_len": as_int(run.get("input_len")),
+        "output_len": as_int(run.get("output_len")),
+        "provenance": {
+            "tool_version": tool.get("version"),
+            "git_commit": tool.get("git_commit"),
+            "executor": executor.get("name"),
+            "host": host.get("hostname"),
+            "cpu_model": host.get("cpu_model"),
+            "driver": prov.get("driver"),
+            "container_id": container.get("id"),
+        },
+        "run_dir": str(rundir.path),
+    }
+
+
+def _warnings(record: Record) -> tuple[str, ...]:
+    """What makes an ok point's numbers doubtful, without failing it."""
+    found: list[str] = []
+    if record.failed:
+        found.append(f"{record.failed} request(s) failed")
+    qps = record.qps
+    achieved = record.achieved_rate
+    if (
+        record.scenario == "serve"
+        and qps is not None
+        and not math.isinf(qps)
+        and achieved is not None
+        and achieved < ACHIEVED_RATE_WARNING * qps
+    ):
+        found.append(
+            f"achieved {achieved:.3g} req/s of {format_rate(qps)} requested: the server or the "
+            "load generator could not keep up"
+        )
+    return tuple(found)
+
+
+def _per_gpu(parsed: Parsed, gpus: int | None) -> None:
+    if not gpus:
+        return
+    for name in ("output_throughput", "total_token_throughput"):
+        value = parsed.metrics.get(name)
+        if value is not None:
+            parsed.metrics[f"{name}_per_gpu"] = value / gpus
+
+
+def records_from_run(rundir: RunDir) -> list[Record]:
     """One record per point of the run, in run.json's order."""
     run, status = rundir.run, rundir.status
     points = run.get("points")
@@ -207,10 +136,10 @@ def records_from_run(rundir: RunDir) -> list[PointRecord]:
             f"{rundir.path / RUN_FILE} has no 'points' list: it was not written by bench-run"
         )
     run_id = str(run.get("run_id") or status.get("run_id") or rundir.path.name)
-    vendor = str(run.get("vendor") or "")
-    model = _model_name(run.get("model"))
-    output_len = _int(run.get("output_len"))
-    batch_size = _section_int(run, "latency", "batch_size")
+    context = _run_context(rundir)
+    serve, latency = _section(run, "serve"), _section(run, "latency")
+    dataset = _str(serve.get("dataset")) or "random"
+    batch_size = as_int(latency.get("batch_size"))
     status_points = status.get("points")
     by_id = {
         p["id"]: p
@@ -218,7 +147,7 @@ def records_from_run(rundir: RunDir) -> list[PointRecord]:
         if isinstance(p, dict) and isinstance(p.get("id"), str)
     }
 
-    records: list[PointRecord] = []
+    records: list[Record] = []
     for index, point in enumerate(points):
         if not isinstance(point, dict) or not isinstance(point.get("id"), str):
             raise ResultsError(
@@ -240,30 +169,45 @@ def records_from_run(rundir: RunDir) -> list[PointRecord]:
         if problem is not None:
             verdict, reasons = FAILED, (*reasons, problem)
 
-        fields: dict[str, Any] = {}
+        parsed = Parsed()
+        output_len = context["output_len"]
         if raw is not None:
             if scenario == "serve":
-                fields = parse_serve(raw)
+                parsed = parse_serve(raw)
             elif scenario == "latency":
-                fields = parse_latency(raw, batch_size, output_len)
+                parsed = parse_latency(raw, batch_size, output_len)
             elif scenario == "throughput":
-                fields = parse_throughput(raw, output_len)
-        qps = _rate(point.get("qps"))
-        if qps is None and scenario == "serve" and raw is not None:
-            qps = _rate(raw.get("request_rate"))
-        if fields.get("num_prompts") is None:
-            fields["num_prompts"] = _int(point.get("num_prompts"))
-        records.append(
-            PointRecord(
-                run_id=run_id,
-                point_id=point_id,
-                scenario=scenario,
-                vendor=vendor,
-                model=model,
-                qps=qps,
-                verdict=verdict,
-                reasons=reasons,
-                **fields,
-            )
+                # output tokens are known exactly only when every request emits output_len
+                parsed = parse_throughput(raw, output_len if dataset == "random" else None)
+        qps = as_rate(point.get("qps"))
+        if qps is None and scenario == "serve":
+            qps = parsed.request_rate
+        record = Record(
+            run_id=run_id,
+            point_id=point_id,
+            scenario=scenario,
+            qps=qps if scenario == "serve" else None,
+            max_concurrency=(
+                as_int(serve.get("max_concurrency")) or parsed.max_concurrency
+                if scenario == "serve"
+                else None
+            ),
+            batch_size=batch_size if scenario == "latency" else None,
+            dataset=dataset if scenario != "latency" else None,
+            num_prompts=parsed.num_prompts or as_int(point.get("num_prompts")),
+            verdict=verdict,
+            reasons=reasons,
+            completed=parsed.completed,
+            failed=parsed.failed,
+            achieved_rate=parsed.metrics.get("request_throughput"),
+            metrics=parsed.metrics,
+            extra=parsed.extra,
+            **context,
         )
+        _per_gpu(parsed, record.gpus_used)
+        if verdict == OK:
+            warnings = _warnings(record)
+            if warnings:
+                record = replace(record, warnings=warnings)
+        records.append(record)
     return records

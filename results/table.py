@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from results.records import METRICS, STATS, PointRecord
+from results.schema import LATENCIES, Record, format_rate
 
 # make_run_id writes <YYYYmmdd-HHMMSS>-<model>-<vendor>-<6 hex>; vendor and hash tell runs apart
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-.+-(?P<vendor>[^-]+)-(?P<digest>[0-9a-f]{6})$")
+STATS = ("mean", "median", "p99")
 _STAT_LABEL = {"mean": "mean", "median": "med", "p99": "p99"}
 CAPTION = "TTFT, TPOT, ITL and E2EL columns are latencies in milliseconds (ms)"
 
@@ -28,17 +28,11 @@ def short_run_ids(run_ids: Sequence[str]) -> dict[str, str]:
     return short
 
 
-def _qps(qps: float | None) -> str:
-    if qps is None:
-        return "-"
-    return "inf" if math.isinf(qps) else f"{qps:g}"
-
-
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def format_table(records: Sequence[PointRecord]) -> str:
+def format_table(records: Sequence[Record]) -> str:
     """The records as a table, a caption line above it, and the non-ok points below it."""
     if not records:
         return "no points to show"
@@ -47,7 +41,7 @@ def format_table(records: Sequence[PointRecord]) -> str:
 
     headers = ["run"] if multi_run else []
     headers += ["scenario", "QPS", "done/failed", "req/s", "out tok/s"]
-    for metric in METRICS:
+    for metric in LATENCIES:
         headers += [f"{metric.upper()} {_STAT_LABEL[stat]}" for stat in STATS]
     headers.append("verdict")
 
@@ -56,13 +50,13 @@ def format_table(records: Sequence[PointRecord]) -> str:
         row: list[object] = [runs[rec.run_id]] if multi_run else []
         row += [
             rec.scenario,
-            _qps(rec.qps),
+            format_rate(rec.qps),
             f"{_count(rec.completed)}/{_count(rec.failed)}",
-            rec.request_throughput,
-            rec.output_throughput,
+            rec.metric("request_throughput"),
+            rec.metric("output_throughput"),
         ]
-        for metric in METRICS:
-            row += [getattr(rec, f"{metric}_{stat}_ms") for stat in STATS]
+        for metric in LATENCIES:
+            row += [rec.metric(f"{metric}_{stat}_ms") for stat in STATS]
         row.append(rec.verdict)
         rows.append(row)
 
@@ -84,11 +78,11 @@ def format_table(records: Sequence[PointRecord]) -> str:
 
     lines = [CAPTION, table]
     for rec in records:
-        if rec.verdict == "ok":
-            continue
         name = f"{runs[rec.run_id]}/{rec.point_id}" if multi_run else rec.point_id
-        line = f"{name}: {rec.verdict}"
-        if rec.reasons:
-            line += ": " + "; ".join(rec.reasons)
-        lines.append(line)
+        if rec.verdict != "ok":
+            line = f"{name}: {rec.verdict}"
+            if rec.reasons:
+                line += ": " + "; ".join(rec.reasons)
+            lines.append(line)
+        lines.extend(f"{name}: warning: {warning}" for warning in rec.warnings)
     return "\n".join(lines)

@@ -1,0 +1,273 @@
+"""The versioned point-record schema: what ran, the normalised metrics, validity, provenance."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from results.errors import ResultsError
+
+SCHEMA_VERSION = 1
+
+OK = "ok"
+FAILED = "failed"
+NOT_RUN = "not-run"
+
+Better = Literal["lower", "higher"]
+
+# vLLM's latency families, in the order tables show them
+LATENCIES = ("ttft", "tpot", "itl", "e2el")
+LATENCY_LABEL = {
+    "ttft": "TTFT",
+    "tpot": "TPOT",
+    "itl": "ITL",
+    "e2el": "E2EL",
+}
+_LATENCY_NAME = re.compile(
+    r"^(?P<family>ttft|tpot|itl|e2el)_(?P<stat>mean|median|std|p\d+(?:\.\d+)?)_ms$"
+)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to read one normalised metric: its label, unit and which direction is better."""
+
+    name: str
+    label: str
+    unit: str
+    better: Better
+
+
+# Throughputs and counts; latency metrics are described by metric_info() from their names.
+_FIXED: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo("request_throughput", "requests/s", "req/s", "higher"),
+        MetricInfo("request_goodput", "goodput", "req/s", "higher"),
+        MetricInfo("output_throughput", "output tokens/s", "tok/s", "higher"),
+        MetricInfo("input_throughput", "input tokens/s", "tok/s", "higher"),
+        MetricInfo("total_token_throughput", "total tokens/s", "tok/s", "higher"),
+        MetricInfo("output_throughput_per_gpu", "output tokens/s per GPU", "tok/s/GPU", "higher"),
+        MetricInfo(
+            "total_token_throughput_per_gpu", "total tokens/s per GPU", "tok/s/GPU", "higher"
+        ),
+        MetricInfo("max_output_tokens_per_s", "peak output tokens/s", "tok/s", "higher"),
+        MetricInfo("max_concurrent_requests", "peak concurrent requests", "requests", "higher"),
+        MetricInfo("duration_s", "duration", "s", "lower"),
+        MetricInfo("total_input_tokens", "input tokens", "tokens", "higher"),
+        MetricInfo("total_output_tokens", "output tokens", "tokens", "higher"),
+    )
+}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The description of a normalised metric name; ResultsError if the name is not one."""
+    if name in _FIXED:
+        return _FIXED[name]
+    match = _LATENCY_NAME.match(name)
+    if match is None:
+        known = ", ".join(sorted(_FIXED))
+        raise ResultsError(
+            f"unknown metric {name!r}: use one of {known}, or a latency such as tpot_median_ms "
+            "(ttft|tpot|itl|e2el _ mean|median|std|pNN _ms)"
+        )
+    family, stat = match["family"], match["stat"]
+    label = f"{LATENCY_LABEL[family]} {'median' if stat == 'median' else stat}"
+    # a spread is neither better nor worse, but smaller spread is the steadier server
+    return MetricInfo(name, label, "ms", "lower")
+
+
+def latency_name(family: str, stat: str) -> str:
+    """The normalised name of a latency statistic: latency_name('tpot', 'p99') -> tpot_p99_ms."""
+    return f"{family}_{stat}_ms"
+
+
+def percentile_stat(value: float | str) -> str:
+    """'p99', 'p99.9' from 99 or '99.9': vLLM's own spelling of percentile keys."""
+    number = float(value)
+    return f"p{int(number)}" if number.is_integer() else f"p{number:g}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One point of one run, flat and self-describing (schema version SCHEMA_VERSION).
+
+    Identity: run_id + point_id. What ran: the vendor, hardware, image, vLLM, model and engine
+    settings, and the load. Metrics: every statistic vLLM reported, under normalised names in
+    normalised units (ms, tokens/s, req/s; per GPU where GPUs were used); absent ones are
+    missing, never zero. Validity: counts, requested vs achieved rate, the verdict and its
+    reasons, and warnings that do not fail the point. Provenance: where the numbers came from.
+    """
+
+    run_id: str
+    point_id: str
+    scenario: str
+    # what ran
+    vendor: str = ""
+    model: str = ""
+    started: str | None = None
+    gpu_model: str | None = None
+    gpu_count: int | None = None
+    image: str | None = None
+    image_digest: str | None = None
+    vllm_version: str | None = None
+    dtype: str | None = None
+    quantization: str | None = None
+    kv_cache_dtype: str | None = None
+    tp: int | None = None
+    engine_args: tuple[str, ...] = ()
+    qps: float | None = None
+    max_concurrency: int | None = None
+    input_len: int | None = None
+    output_len: int | None = None
+    batch_size: int | None = None
+    dataset: str | None = None
+    num_prompts: int | None = None
+    # validity
+    verdict: str = NOT_RUN
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    completed: int | None = None
+    failed: int | None = None
+    achieved_rate: float | None = None
+    # metrics and what was left over; hash=False keeps records hashable
+    metrics: dict[str, float] = field(default_factory=dict, hash=False)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+    provenance: dict[str, Any] = field(default_factory=dict, hash=False)
+    run_dir: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.schema != SCHEMA_VERSION:
+            raise ResultsError(
+                f"record schema {self.schema} is not {SCHEMA_VERSION}: "
+                "upgrade vllm-bench-images to read it"
+            )
+
+    def metric(self, name: str) -> float | None:
+        """A metric by normalised name, or None where vLLM did not report it."""
+        return self.metrics.get(name)
+
+    @property
+    def precision(self) -> str:
+        """What the weights run at: the quantization method if any, else the dtype."""
+        return self.quantization or self.dtype or "auto"
+
+    @property
+    def gpus_used(self) -> int | None:
+        """GPUs the engine spans (tensor x pipeline x data parallel); None on the CPU."""
+        if not self.gpu_count:
+            return None
+        used = self.tp or 1
+        for flag in ("--pipeline-parallel-size", "-pp", "--data-parallel-size", "-dp"):
+            value = _flag_value(self.engine_args, flag)
+            if value is not None and value.isdigit():
+                used *= int(value)
+        return used
+
+    @property
+    def config_label(self) -> str:
+        """A short name for the engine configuration: what a chart's legend shows."""
+        parts = [self.model.rstrip("/").rsplit("/", 1)[-1] or "?", self.precision]
+        if self.kv_cache_dtype and self.kv_cache_dtype != "auto":
+            parts.append(f"kv-{self.kv_cache_dtype}")
+        if self.tp and self.tp > 1:
+            parts.append(f"tp{self.tp}")
+        parts += list(self.engine_args)
+        hardware = self.gpu_model or ("cpu" if self.vendor == "cpu" else self.vendor)
+        if self.gpu_count:
+            hardware = f"{self.gpus_used}x {hardware}"
+        return f"{' '.join(parts)} @ {hardware}"
+
+    @property
+    def config_key(self) -> tuple[Any, ...]:
+        """Equal for runs of one configuration (repeats), so their samples pool together."""
+        return (
+            self.vendor,
+            self.gpu_model,
+            self.model,
+            self.image_digest or self.image,
+            self.vllm_version,
+            self.dtype,
+            self.quantization,
+            self.kv_cache_dtype,
+            self.tp,
+            self.engine_args,
+        )
+
+    @property
+    def point_key(self) -> tuple[Any, ...]:
+        """Equal for the same load on any configuration: what comparisons match on."""
+        return (
+            self.scenario,
+            _rate_key(self.qps),
+            self.max_concurrency,
+            self.input_len,
+            self.output_len,
+            self.batch_size,
+            self.dataset,
+        )
+
+    @property
+    def point_label(self) -> str:
+        """The load in words, e.g. 'serve @ 4 QPS' or 'latency batch 8'."""
+        if self.scenario == "serve":
+            label = f"serve @ {format_rate(self.qps)} QPS"
+            if self.max_concurrency:
+                label += f", concurrency {self.max_concurrency}"
+            return label
+        if self.scenario == "latency" and self.batch_size:
+            return f"latency batch {self.batch_size}"
+        return self.scenario
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; math.inf becomes the string 'inf' as in run.json."""
+        data = asdict(self)
+        data["qps"] = _rate_out(self.qps)
+        data["reasons"] = list(self.reasons)
+        data["warnings"] = list(self.warnings)
+        data["engine_args"] = list(self.engine_args)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """The inverse of to_dict; unknown keys are refused so a newer schema is noticed."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ResultsError(
+                f"record has fields this version does not know ({', '.join(sorted(unknown))}): "
+                "upgrade vllm-bench-images"
+            )
+        values = dict(data)
+        qps = values.get("qps")
+        values["qps"] = math.inf if qps == "inf" else qps
+        for key in ("reasons", "warnings", "engine_args"):
+            values[key] = tuple(values.get(key) or ())
+        return cls(**values)
+
+
+def format_rate(qps: float | None) -> str:
+    """A request rate as people write it: '4', '0.5', 'inf', or '-' when there is none."""
+    if qps is None:
+        return "-"
+    return "inf" if math.isinf(qps) else f"{qps:g}"
+
+
+def _rate_key(qps: float | None) -> float | str | None:
+    return "inf" if qps is not None and math.isinf(qps) else qps
+
+
+def _rate_out(qps: float | None) -> float | str | None:
+    return _rate_key(qps)
+
+
+def _flag_value(args: tuple[str, ...], flag: str) -> str | None:
+    for index, arg in enumerate(args):
+        if arg == flag and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
