@@ -6,14 +6,55 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 
 class ConsoleReporter:
-    """Prints one line per meaningful event; data (tables) goes to stdout elsewhere."""
+    """One line per meaningful event, and on a terminal a live bar of the points done.
+
+    Data (tables) goes to stdout elsewhere; all of this goes to stderr. Off a terminal (CI logs,
+    pipes) only the lines are written, so logs stay plain text.
+    """
 
     def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
         self.console = console or Console(stderr=True, highlight=False)
         self.verbose = verbose
+        self._progress: Progress | None = None
+        self._points: TaskID | None = None
+        self._waiting: TaskID | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.console.is_terminal
+
+    def _bar(self) -> Progress:
+        if self._progress is None:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._progress.start()
+        return self._progress
+
+    def close(self) -> None:
+        """Stop the live display (also after an error), leaving the printed lines."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._points = self._waiting = None
 
     def note(self, text: str, style: str = "") -> None:
         # soft_wrap: a long path stays on one line, whole, for people to copy
@@ -29,17 +70,29 @@ class ConsoleReporter:
 
     def _on_run_started(self, e: dict[str, Any]) -> None:
         self.note(f"run {e['run_id']}: {e['points']} point(s) -> {e['run_dir']}", "bold")
+        if self.live:
+            self._points = self._bar().add_task("points", total=e["points"])
 
     def _on_server_starting(self, e: dict[str, Any]) -> None:
         self.note("starting vllm serve" + (f": {' '.join(e['argv'])}" if self.verbose else ""))
+        if self.live:
+            self._waiting = self._bar().add_task("waiting for /health", total=None)
 
     def _on_server_waiting(self, e: dict[str, Any]) -> None:
-        self.note(f"  waiting for /health ({e['seconds']:.0f} s)", "dim")
+        if not self.live:  # the spinner shows it on a terminal
+            self.note(f"  waiting for /health ({e['seconds']:.0f} s)", "dim")
+
+    def _end_wait(self) -> None:
+        if self._progress is not None and self._waiting is not None:
+            self._progress.remove_task(self._waiting)
+            self._waiting = None
 
     def _on_server_ready(self, e: dict[str, Any]) -> None:
+        self._end_wait()
         self.note(f"server ready after {e['seconds']:.1f} s", "green")
 
     def _on_server_failed(self, e: dict[str, Any]) -> None:
+        self._end_wait()
         self.note(f"server failed: {e['reason']}", "red")
         for line in e.get("log_tail", [])[-10:]:
             self.note(f"  | {line}", "dim")
@@ -48,6 +101,8 @@ class ConsoleReporter:
         prompts = e.get("num_prompts")
         what = f"{prompts} prompt(s)" if prompts else e.get("scenario", "")
         self.note(f"[{e['index']}/{e['total']}] {e['id']}: {what} ...")
+        if self._progress is not None and self._points is not None:
+            self._progress.update(self._points, description=f"{e['id']}")
 
     def _on_point_finished(self, e: dict[str, Any]) -> None:
         seconds = e.get("seconds")
@@ -58,6 +113,8 @@ class ConsoleReporter:
             self.note(
                 f"  {e['id']}: {e['verdict']}{took}: {'; '.join(e.get('reasons', []))}", "red"
             )
+        if self._progress is not None and self._points is not None:
+            self._progress.advance(self._points)
 
     def _on_interrupting(self, e: dict[str, Any]) -> None:
         self.note(
@@ -66,6 +123,7 @@ class ConsoleReporter:
         )
 
     def _on_run_finished(self, e: dict[str, Any]) -> None:
+        self.close()
         style = {"ok": "green", "interrupted": "yellow"}.get(e["status"], "red")
         reason = f": {e['reason']}" if e.get("reason") else ""
         self.note(f"run {e['run_id']} {e['status']}{reason}", style)

@@ -80,6 +80,7 @@ class VendorProfile:
     tunableop_dir: str | None = None  # where the image keeps PyTorch TunableOp results
     uses_gpus: bool = True
     default_shm_size: str = "16g"
+    default_image: str = ""  # the catalog variant a container run uses when --image is not given
 
     def devices(self, gpus: tuple[int, ...]) -> tuple[str, ...]:
         """The host device nodes to pass: the shared ones plus all GPUs', or the chosen GPUs'."""
@@ -128,6 +129,7 @@ PROFILES: dict[str, VendorProfile] = {
         ipc_mode="host",  # tensor-parallel workers share memory through /dev/shm and IPC handles
         ulimits=_GPU_ULIMITS,  # pinned host memory for DMA; deep stacks in compiled kernels
         tunableop_dir="/var/lib/bench/tunableop",  # PYTORCH_TUNABLEOP_FILENAME's directory
+        default_image="rocm-amd",  # AMD's own tuned build, what the source documents run
     ),
     # NVIDIA_VISIBLE_DEVICES is not set: the device request makes the NVIDIA runtime expose
     # exactly the requested GPUs (and set that variable itself); a value of ours could only
@@ -138,6 +140,7 @@ PROFILES: dict[str, VendorProfile] = {
         gpu_request=True,
         ipc_mode="host",  # NCCL and tensor-parallel workers share memory through IPC
         ulimits=_GPU_ULIMITS,
+        default_image="cuda-vllm-openai",
     ),
     "cpu": VendorProfile(
         name="cpu",
@@ -146,6 +149,7 @@ PROFILES: dict[str, VendorProfile] = {
         security_opt=("seccomp=unconfined",),  # get_mempolicy/set_mempolicy for NUMA binding
         uses_gpus=False,
         default_shm_size="4g",
+        default_image="cpu-vllm-openai",
     ),
 }
 
