@@ -25,7 +25,8 @@ BENCH_RUN = str(Path(sys.executable).parent / "bench-run")
 def one_sweep(model: Path, qps: str, prompts: int, extra: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sweep-overhead-") as out:
         argv = [
-            BENCH_RUN, "--vendor", "cpu", "--model", str(model), "--dtype", "bfloat16",
+            BENCH_RUN, "--executor", "local", "--vendor", "cpu", "--model", str(model),
+            "--dtype", "bfloat16",
             "--max-model-len", "2048", "--env", "VLLM_CPU_KVCACHE_SPACE=1",
             "--input-len", "128", "--output-len", "32", "--qps", qps,
             "--num-prompts", str(prompts), "--out", out, *extra,

@@ -23,8 +23,10 @@ from runner.executors.base import Executor, RunOutcome
 from runner.executors.docker import DockerExecutor, DockerSettings, reap_containers
 from runner.executors.docker import connect as docker_connect
 from runner.executors.local import LocalExecutor, LocalSettings
+from runner.images import docker_ops
 from runner.images.catalog import load_catalog, resolve_image_choice
 from runner.jobs import Deadlines
+from runner.models import DEFAULT_ENDPOINT, DEFAULT_EXCLUDE, HubSettings, ModelFetch, resolve_plan
 from runner.plan import (
     EngineConfig,
     LatencyParams,
@@ -40,9 +42,14 @@ from runner.plan import (
     parse_qps_list,
 )
 from runner.progress import ConsoleReporter
-from runner.vendors import parse_gpus
+from runner.vendors import parse_gpus, profile_for
 
-EXECUTORS = ("local", "docker")
+EXECUTORS = ("auto", "local", "docker")
+# flags that only mean something for a container; with --executor auto they choose docker
+_CONTAINER_FLAGS = (
+    "image", "gpus", "cpus", "shm_size", "privileged", "keep",
+    "base_image", "wheelhouse", "pip_extra_index_url",
+)  # fmt: skip
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -126,14 +133,54 @@ def build_plan(opts: dict[str, Any]) -> Plan:
     return Plan(runs=(run,))
 
 
-def make_executor(opts: dict[str, Any]) -> Executor:
+def engine_answers(environ: dict[str, str]) -> bool:
+    """True if a Docker engine answers at DOCKER_HOST (or the default socket)."""
+    try:
+        docker_ops.connect(environ)
+    except docker_ops.DockerError:
+        return False
+    return True
+
+
+def choose_executor(opts: dict[str, Any], environ: dict[str, str]) -> tuple[str, str]:
+    """The executor `--executor auto` means here, and why (empty when it was named)."""
+    if opts["executor"] != "auto":
+        return opts["executor"], ""
+    container_flags = [f"--{f.replace('_', '-')}" for f in _CONTAINER_FLAGS if opts[f]]
+    if container_flags:
+        return "docker", f"auto: {', '.join(container_flags)} given"
+    if opts["vllm_path"] or opts["port"] is not None:
+        return "local", "auto: --vllm/--port name this host's vLLM"
+    if engine_answers(environ):
+        return "docker", "auto: a Docker engine answers; --executor local uses this host's vllm"
+    return "local", "auto: no Docker engine answers; running this host's vllm"
+
+
+def hub_settings(environ: dict[str, str]) -> HubSettings:
+    """The hub and its cache, from HF_HOME, HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE."""
+    hf_home = Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
+    offline = environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return HubSettings(
+        cache_dir=hf_home / "hub",  # where the docker executor's HF_HOME mount finds it too
+        token=environ.get("HF_TOKEN") or None,
+        endpoint=environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT,
+        offline=offline,
+    )
+
+
+def model_fetch(opts: dict[str, Any]) -> ModelFetch:
+    return ModelFetch(
+        revision=opts["revision"],
+        include=tuple(opts["hf_include"]),
+        exclude=tuple(p for p in opts["hf_exclude"] if p),  # --hf-exclude '' excludes nothing
+        download=not opts["no_download"],
+    )
+
+
+def make_executor(opts: dict[str, Any], reporter: ConsoleReporter | None = None) -> Executor:
     """The executor the flags ask for; environment variables are read here, at the edge."""
     deadlines = Deadlines(server_ready_s=opts["server_timeout"], point_s=opts["point_timeout"])
     if opts["executor"] == "docker":
-        if not opts["image"]:
-            raise PlanError(
-                "--executor docker needs --image: a catalog variant (bench-images list) or an image"
-            )
         hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
         return DockerExecutor(
             DockerSettings(
@@ -145,12 +192,16 @@ def make_executor(opts: dict[str, Any]) -> Executor:
                 shm_size=opts["shm_size"],
                 privileged=opts["privileged"],
                 keep=opts["keep"],
-                hf_cache=hf_home if hf_home.is_dir() else None,
+                hf_cache=hf_home,  # mounted if it exists when the container is made
                 hf_token=os.environ.get("HF_TOKEN") or None,
                 deadlines=deadlines,
-            )
+                base_image=opts["base_image"],
+                wheelhouse=opts["wheelhouse"],
+                pip_extra_index_url=opts["pip_extra_index_url"],
+            ),
+            on_image_event=reporter,
         )
-    for flag in ("gpus", "cpus", "shm_size"):
+    for flag in ("gpus", "cpus", "shm_size", "base_image", "wheelhouse", "pip_extra_index_url"):
         if opts[flag]:
             raise PlanError(f"--{flag.replace('_', '-')} is for --executor docker")
     return LocalExecutor(
@@ -215,6 +266,26 @@ def cleanup(dry_run: bool) -> None:
     help="nvidia, amd or cpu (default: detect with nvidia-smi, then amd-smi / rocm-smi, else cpu)",
 )
 @click.option("--model", required=True, help="Hugging Face repo id, or a local model directory")
+@click.option("--revision", help="hub model: a branch, tag or commit (default: main)")
+@click.option(
+    "--hf-include",
+    multiple=True,
+    metavar="PATTERN",
+    help="hub model: download only the files matching; repeatable (default: all)",
+)
+@click.option(
+    "--hf-exclude",
+    multiple=True,
+    default=DEFAULT_EXCLUDE,
+    show_default=True,
+    metavar="PATTERN",
+    help="hub model: skip the files matching; repeatable; '' skips nothing",
+)
+@click.option(
+    "--no-download",
+    is_flag=True,
+    help="hub model: take it from the HF cache only; fail if it is not there",
+)
 @click.option(
     "--scenario", multiple=True, help="serve, latency or throughput; repeatable (default: serve)"
 )
@@ -281,7 +352,12 @@ def cleanup(dry_run: bool) -> None:
     "--env", multiple=True, metavar="NAME=VALUE", help="environment variable for vLLM; repeatable"
 )
 @click.option(
-    "--executor", default="local", show_default=True, help="where vLLM runs: local or docker"
+    "--executor",
+    default="auto",
+    show_default=True,
+    envvar="BENCH_EXECUTOR",
+    help="where vLLM runs: docker, local (this host's vllm), or auto: docker when --image is "
+    "given or a Docker engine answers, else local  [env: BENCH_EXECUTOR]",
 )
 @click.option(
     "--pull", default="missing", show_default=True, help="docker: always, missing or never"
@@ -291,6 +367,19 @@ def cleanup(dry_run: bool) -> None:
 @click.option("--shm-size", help="docker: the container's /dev/shm (default 16g, CPU 4g)")
 @click.option("--privileged", is_flag=True, help="docker: run the container privileged")
 @click.option("--keep", is_flag=True, help="docker: keep the container afterwards, for debugging")
+@click.option(
+    "--base-image",
+    help="docker, building a catalog variant: the image to build FROM instead of the catalog's",
+)
+@click.option(
+    "--wheelhouse",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="docker, building a wheelhouse variant: the wheels to install offline",
+)
+@click.option(
+    "--pip-extra-index-url",
+    help="docker, building a pip variant: a wheel index beside PyPI",
+)
 @click.option(
     "--image", help="catalog variant (bench-images list) or image for container executors"
 )
@@ -344,18 +433,37 @@ def run(**opts: Any) -> None:
         )
     if opts["port"] is not None and not 0 < opts["port"] < 65536:
         raise PlanError(f"--port {opts['port']}: must be between 1 and 65535")
-    plan = build_plan(opts)
     if opts["image"] and opts["executor"] == "local":
         raise PlanError(
             f"--image {opts['image']} is for container executors; --executor local runs the vllm "
             "of this host: drop --image"
         )
-    executor = make_executor(opts)
+    plan = build_plan(opts)
+    opts["executor"], why = choose_executor(opts, dict(os.environ))
+    if opts["executor"] == "docker" and not opts["image"]:
+        opts["image"] = profile_for(plan.runs[0].vendor).default_image
+        why += f", image {opts['image']} (the {plan.runs[0].vendor} default; see --image)"
+        plan = build_plan(opts)
+    if why:
+        click.echo(f"executor: {opts['executor']} ({why})", err=True)
+    reporter = ConsoleReporter(verbose=opts["verbose"])
+    executor = make_executor(opts, reporter)
+    # Before any server or container starts: a gated or missing model fails here, in one line.
+    plan = resolve_plan(
+        plan,
+        model_fetch(opts),
+        hub_settings(dict(os.environ)),
+        dry_run=opts["dry_run"],
+        note=lambda text: click.echo(text, err=True),
+    )
     if opts["dry_run"]:
         click.echo(executor.describe(plan))
         return
-    reporter = ConsoleReporter(verbose=opts["verbose"])
-    for warning in executor.preflight(plan, lambda text: reporter.note(text, "dim")):
+    try:
+        warnings = executor.preflight(plan, lambda text: reporter.note(text, "dim"))
+    finally:
+        reporter.close()  # a pull or build bar ends here, even when preflight fails
+    for warning in warnings:
         reporter.note(f"warning: {warning}", "yellow")
     # Explicit handlers: a bench-run started in the background (SIGINT ignored) still stops
     # cleanly on `kill -INT`, and SIGTERM (CI, a scheduler) is treated like Ctrl-C.
@@ -365,6 +473,7 @@ def run(**opts: Any) -> None:
     try:
         outcomes = executor.execute(plan, reporter)
     finally:
+        reporter.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     show_results(outcomes)

@@ -30,6 +30,8 @@ class ConsoleReporter:
         self._progress: Progress | None = None
         self._points: TaskID | None = None
         self._waiting: TaskID | None = None
+        self._image: TaskID | None = None
+        self._layers: dict[str, tuple[int, int]] = {}  # layer -> (bytes done, bytes in all)
 
     @property
     def live(self) -> bool:
@@ -54,7 +56,7 @@ class ConsoleReporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-            self._points = self._waiting = None
+            self._points = self._waiting = self._image = None
 
     def note(self, text: str, style: str = "") -> None:
         # soft_wrap: a long path stays on one line, whole, for people to copy
@@ -67,6 +69,49 @@ class ConsoleReporter:
             handler(event)
         elif self.verbose:
             self.note(str(event), "dim")
+
+    # -- image pull / build (docker executor, before any container starts) -------------------
+    def _image_task(self, description: str) -> TaskID:
+        if self._image is None:
+            self._image = self._bar().add_task(description, total=None)
+        return self._image
+
+    def _on_image_pull(self, e: dict[str, Any]) -> None:
+        layer, status = str(e.get("layer") or ""), str(e.get("status") or "")
+        if not self.live:
+            if not layer or status == "Pull complete":
+                self.note(f"  pull {e.get('image')}{' ' + layer if layer else ''}: {status}", "dim")
+            return
+        task = self._image_task(f"pull {e.get('image')}")
+        if layer and e.get("total"):
+            self._layers[layer] = (int(e.get("current") or 0), int(e["total"]))
+        elif layer and status in ("Pull complete", "Already exists") and layer in self._layers:
+            total = self._layers[layer][1]
+            self._layers[layer] = (total, total)
+        if self._layers and self._progress is not None:
+            done = sum(current for current, _ in self._layers.values())
+            total = sum(size for _, size in self._layers.values())
+            self._progress.update(task, completed=done, total=total)
+
+    def _on_image_build(self, e: dict[str, Any]) -> None:
+        line = str(e.get("line") or "")
+        if not self.live:
+            self.note(f"  {line}", "dim")
+            return
+        step = e.get("step")
+        task = self._image_task(f"build {e.get('image')}")
+        if self._progress is not None:
+            self._progress.update(task, description=f"build {e.get('image')}: {step or line}"[:100])
+        if step is None or (isinstance(step, str) and line.startswith(step)):
+            self.note(f"  {line}", "dim")  # the header and each step, not every output line
+
+    def _on_image_ready(self, e: dict[str, Any]) -> None:
+        if self._progress is not None and self._image is not None:
+            self._progress.remove_task(self._image)
+        self._image = None
+        self._layers.clear()
+        image_id = str(e.get("id"))[:19]
+        self.note(f"image {e.get('image')} ready ({e.get('how')}, {image_id})", "green")
 
     def _on_run_started(self, e: dict[str, Any]) -> None:
         self.note(f"run {e['run_id']}: {e['points']} point(s) -> {e['run_dir']}", "bold")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +37,10 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_JOB, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class JobError(Exception):
     """The job itself is unusable (wrong schema, the run directory exists)."""
+
+
+class RunDirError(Exception):
+    """The run directory cannot be written or finished (a full disk): the message is one line."""
 
 
 def _now() -> str:
@@ -70,7 +77,7 @@ class JobRunner:
         self.run_id = str(self.run["run_id"])
         self.out_root = out_root
         self.final_dir = out_root / self.run_id
-        self.work_dir = out_root / f".{self.run_id}.partial"
+        self.work_dir = partial_dir(out_root, self.run_id)
         self.events = events
         self.env = {**os.environ, **{str(k): str(v) for k, v in job.get("env", {}).items()}}
         self.secrets = secret_values(self.env)
@@ -296,5 +303,115 @@ def run_job(job: dict[str, Any], out_root: Path, events: Events) -> int:
     except (JobError, KeyError) as exc:
         events.emit("job_error", reason=f"unusable job: {exc}")
         return EXIT_BAD_JOB
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        # Every file written so far is whole (atomic writes) and the directory stays unfinished;
+        # the executor finishes it with this reason once there is room, or says why it cannot.
+        with contextlib.suppress(OSError):
+            events.detach()
+        events.emit("run_error", reason=write_error_reason(exc, out_root))
+        return EXIT_FAILED
     events.emit("agent_exit", code=code, seconds=round(time.monotonic() - started, 3))
     return code
+
+
+# -- what the host does when the agent could not finish -------------------------------------
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def partial_dir(out_root: Path, run_id: str) -> Path:
+    """Where the agent builds a run directory before giving it its final name."""
+    return out_root / f".{run_id}.partial"
+
+
+def _filesystem_of(path: Path) -> str:
+    """The mount point holding path, with the device mounted there: 'tmpfs (/mnt/x)'."""
+    mount = Path(os.path.abspath(path))
+    while mount != mount.parent and not os.path.ismount(mount):
+        mount = mount.parent
+    device = None
+    try:
+        for line in Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines():
+            fields = line.split()
+            if len(fields) > 1 and fields[1] == str(mount):
+                device = fields[0]  # the last mount on a point is the one in use
+    except OSError:
+        pass
+    return f"{device} ({mount})" if device and device != str(mount) else str(mount)
+
+
+def write_error_reason(exc: OSError, where: Path) -> str:
+    """One line for a write that failed: a full filesystem is named, with what to do."""
+    path = Path(exc.filename) if exc.filename else where
+    if exc.errno in NO_SPACE:
+        what = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left"
+        return f"{what} on {_filesystem_of(path)} while writing {path}: free space and re-run"
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def finish_abandoned(
+    work_dir: Path, reason: str, tail: Sequence[str] = (), *, interrupted: bool = False
+) -> Path | None:
+    """Finish the run directory of an agent that died before it could (SIGKILL, OOM, full disk).
+
+    Points already judged keep their verdict; the others become failed (not-run when the run was
+    interrupted) with `reason` and the log tails (the agent's or container's, then server.log's);
+    status.json gets the end state and time; the directory gets its final name, which is
+    returned (None when there is no unfinished directory). RunDirError (one line) when the
+    directory cannot be written, e.g. a disk that is still full: what is there stays intact.
+    """
+    name = work_dir.name
+    if not (name.startswith(".") and name.endswith(".partial")):
+        raise ValueError(f"{work_dir} is not an unfinished run directory (.<run id>.partial)")
+    final = work_dir.with_name(name[1 : -len(".partial")])
+    if not work_dir.is_dir():
+        return None
+    if final.exists():
+        raise RunDirError(f"cannot finish {work_dir}: {final} already exists; move one away")
+    status = _read_json(work_dir / "status.json")
+    if status is None:  # killed before the first status.json: the points come from run.json
+        planned = (_read_json(work_dir / "run.json") or {}).get("points") or []
+        status = {
+            "format": RUN_DIR_FORMAT,
+            "run_id": final.name,
+            "started": None,
+            "server": None,
+            "points": [
+                {"id": p["id"], "scenario": p.get("scenario"), "verdict": NOT_RUN,
+                 "result": f"raw/{p['id']}.json", "log": f"logs/{p['id']}.log"}
+                for p in planned if isinstance(p, dict) and "id" in p
+            ],
+        }  # fmt: skip
+    server_tail = tail_lines(work_dir / "server.log")
+    log_tail = [*tail, *(["--- server.log ---", *server_tail] if server_tail else [])]
+    for point in status.get("points") or []:
+        if point.get("verdict") in (NOT_RUN, "running"):
+            if interrupted:
+                point.update(verdict=NOT_RUN, reasons=[reason])
+            else:
+                point.update(verdict=FAILED, reasons=[reason], log_tail=log_tail)
+    finished = _now()
+    status.update(
+        status="interrupted" if interrupted else "failed",
+        reason=reason,
+        finished=finished,
+        finished_by="executor",  # the agent could not: its last word is in the reason
+    )
+    try:
+        atomic_write_json(work_dir / "status.json", status)
+        prov = _read_json(work_dir / "provenance.json")
+        if prov is not None and not prov.get("finished"):
+            atomic_write_json(work_dir / "provenance.json", {**prov, "finished": finished})
+        os.replace(work_dir, final)
+    except OSError as exc:
+        raise RunDirError(write_error_reason(exc, work_dir)) from exc
+    return final
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -88,8 +88,10 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            exc.filename = str(path)  # a failed write()/fsync() names no file; say which one
         raise
 
 
@@ -148,9 +150,10 @@ class Events:
         self._backlog.clear()
 
     def detach(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        # Detached even when the last flush fails (a full disk): later events reach the stream.
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
     def emit(self, event: str, **fields: Any) -> None:
         line = (
@@ -162,7 +165,11 @@ class Events:
         except (BrokenPipeError, ValueError):
             pass  # the reader went away; the file copy is still the record
         if self._file is not None:
-            self._file.write(line)
-            self._file.flush()
+            try:
+                self._file.write(line)
+                self._file.flush()
+            except OSError as exc:
+                exc.filename = self._file.name  # a failed flush names no file; say which one
+                raise
         else:
             self._backlog.append(line)

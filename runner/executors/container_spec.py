@@ -26,6 +26,7 @@ from runner.vendors import GpuRequest, Ulimit, VendorProfile, parse_cpuset
 # Where things are inside the container.
 RUNS_DIR = "/runs"
 MODELS_DIR = "/models"
+DATASETS_DIR = "/datasets"
 HF_CACHE_DIR = "/root/.cache/huggingface"
 VLLM_CACHE_DIR = "/root/.cache/vllm"
 HF_TOKEN_FILE = "/run/secrets/hf_token"  # noqa: S105 (where the token file goes, not a token)
@@ -77,6 +78,24 @@ def container_model_dir(model_host_dir: Path) -> str:
     if not name:
         raise PlanError(f"model directory {model_host_dir} has no name to mount it under")
     return f"{MODELS_DIR}/{name}"
+
+
+def in_hf_cache(model_host_dir: Path, hf_cache_host: Path | None) -> str | None:
+    """Where a model lying inside the mounted HF cache is in the container, else None.
+
+    A hub snapshot's files are symlinks into ../../blobs: mounted alone, the snapshot directory
+    holds dangling links, so such a model is reached through the cache mount instead.
+    """
+    if hf_cache_host is None or not model_host_dir.is_relative_to(hf_cache_host):
+        return None
+    return str(PurePosixPath(HF_CACHE_DIR, *model_host_dir.relative_to(hf_cache_host).parts))
+
+
+def container_dataset_path(dataset_host_file: Path) -> str:
+    """Where a --dataset-path file appears inside the container (/datasets/<name>)."""
+    if not dataset_host_file.name:
+        raise PlanError(f"dataset file {dataset_host_file} has no name to mount it under")
+    return f"{DATASETS_DIR}/{dataset_host_file.name}"
 
 
 def agent_command(run_id: str) -> list[str]:
@@ -282,6 +301,7 @@ def build_spec(
     privileged: bool = False,
     run_dir_host: Path,
     model_host_dir: Path | None = None,
+    dataset_host_file: Path | None = None,
     hf_cache_host: Path | None = None,
     hf_token_file: Path | None = None,
     compile_cache_volume: str | None = None,
@@ -322,9 +342,12 @@ def build_spec(
     mounts: list[MountSpec] = [
         MountSpec("bind", _absolute(run_dir_host, "the output directory"), RUNS_DIR)
     ]
-    if model_host_dir is not None:
+    if model_host_dir is not None and in_hf_cache(model_host_dir, hf_cache_host) is None:
         source = _absolute(model_host_dir, "the model directory")
         mounts.append(MountSpec("bind", source, container_model_dir(model_host_dir), True))
+    if dataset_host_file is not None:
+        source = _absolute(dataset_host_file, "the dataset file")
+        mounts.append(MountSpec("bind", source, container_dataset_path(dataset_host_file), True))
     if hf_cache_host is not None:
         source = _absolute(hf_cache_host, "the Hugging Face cache")
         mounts.append(MountSpec("bind", source, HF_CACHE_DIR))

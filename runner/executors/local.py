@@ -17,7 +17,14 @@ from pathlib import Path
 from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
-from runner.executors.base import EventSink, RunOutcome, read_outcome, relay_line
+from runner.executors.base import (
+    AgentWatch,
+    EventSink,
+    RunOutcome,
+    finish_unfinished,
+    read_outcome,
+    relay_line,
+)
 from runner.jobs import Deadlines, build_job, git_commit, server_argv, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_flags, check_gpus, check_port, find_vllm, free_port
@@ -141,13 +148,14 @@ class LocalExecutor:
         proc.stdin.write(json.dumps(job))  # on stdin: secrets in --env never touch the disk
         proc.stdin.close()
         interrupted = False
+        watched = AgentWatch(on_event)
         # If the agent does not wind down in time after Ctrl-C, kill it (its server dies with it).
         watchdog = threading.Timer(self.settings.interrupt_grace_s, _kill_group, args=(proc.pid,))
         watchdog.daemon = True
         try:
             while True:
                 try:
-                    self._relay(proc.stdout, on_event)
+                    self._relay(proc.stdout, watched)
                     break
                 except KeyboardInterrupt:
                     if interrupted:  # a second Ctrl-C: stop waiting
@@ -160,12 +168,28 @@ class LocalExecutor:
             code = proc.wait()
         finally:
             watchdog.cancel()
+        if not (out_root / run.run_id).exists():
+            reason = watched.error or _death_reason(code, interrupted)
+            unfinished = finish_unfinished(
+                run, out_root, code, reason, list(watched.output), interrupted, on_event
+            )
+            if unfinished is not None:
+                return unfinished
         return read_outcome(run, out_root, code, interrupted)
 
     @staticmethod
     def _relay(stream: Iterable[str], on_event: EventSink) -> None:
         for line in stream:
             relay_line(line, on_event)
+
+
+def _death_reason(code: int, interrupted: bool) -> str:
+    if code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+    else:
+        how = f"exited with status {code}"
+    when = "after Ctrl-C " if interrupted else ""
+    return f"the agent {how} {when}before it finished the run"
 
 
 def _kill_group(pgid: int) -> None:

@@ -137,6 +137,11 @@ def connect(environ: Mapping[str, str]) -> docker.APIClient:
     return client
 
 
+def build_step(line: str) -> str | None:
+    """The build step a log line starts ('Step 3/19 : RUN ...'), else None."""
+    return _one_line(line, 160) if _STEP_RE.match(line) else None
+
+
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 

@@ -18,7 +18,7 @@ from runner.cli import main as run_main
 
 BENCH_RUN = str(Path(sys.executable).parent / "bench-run")
 COMMON = [
-    "--vendor", "cpu", "--dtype", "bfloat16", "--max-model-len", "2048",
+    "--executor", "local", "--vendor", "cpu", "--dtype", "bfloat16", "--max-model-len", "2048",
     "--env", "VLLM_CPU_KVCACHE_SPACE=1", "--input-len", "64", "--output-len", "16",
 ]  # fmt: skip
 

