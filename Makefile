@@ -15,13 +15,14 @@ BIN := $(VENV)/bin
 # pip on some hosts warns about every configured local index it cannot use; keep the log readable
 QUIET_PIP := sed -u '/^WARNING: Location .* is ignored/d'
 
-.PHONY: help venv model demo test test-unit test-e2e test-integration integration-prereqs wheelhouse lint bench-overhead clean
+.PHONY: help venv model demo test test-unit test-e2e test-integration integration-prereqs wheelhouse lint bench-overhead bench-results clean
 
 help:
 	@echo "make demo            venv + vLLM for the CPU + tiny model, then a 3-point sweep, latency and throughput"
 	@echo "make test            lint, type checks and every test tier (unit, integration, e2e)"
 	@echo "make test-unit       the fast tier only"
 	@echo "make bench-overhead  measure bench-run's sweep overhead on the tiny model"
+	@echo "make bench-results   time the results index, table and report on 10,000 synthetic records"
 	@echo "make venv | model | lint | clean"
 
 venv: $(VENV)/.installed
@@ -40,7 +41,7 @@ model: venv
 	$(BIN)/python scripts/make_tiny_model.py $(MODEL_DIR)
 
 demo: venv model
-	$(BIN)/bench-run --vendor cpu --model $(MODEL_DIR) --dtype bfloat16 --max-model-len 2048 \
+	$(BIN)/bench-run --executor local --vendor cpu --model $(MODEL_DIR) --dtype bfloat16 --max-model-len 2048 \
 		--env VLLM_CPU_KVCACHE_SPACE=1 \
 		--scenario serve --scenario latency --scenario throughput \
 		--qps 2,4,8 --num-prompts 20 --input-len 128 --output-len 32 \
@@ -57,6 +58,9 @@ test: lint integration-prereqs
 # The Docker tier needs an engine, a local base image (no registry) and a wheelhouse. In CI they
 # are required; elsewhere a missing one makes that tier skip, visibly.
 integration-prereqs: venv
+	@# headless Chromium for the HTML report's browser test (tests/integration/test_report_browser.py)
+	@if [ "$${CI:-}" = true ]; then bash scripts/browser.sh; \
+	else bash scripts/browser.sh || echo "warning: no chromium; the report's browser test will skip"; fi
 	@if [ "$${CI:-}" = true ]; then \
 		bash scripts/docker_engine.sh && bash scripts/make_base_image.sh $(BASE_IMAGE) && $(MAKE) --no-print-directory wheelhouse; \
 	else \
@@ -82,6 +86,9 @@ test-e2e: venv
 
 bench-overhead: venv model
 	$(BIN)/python benchmarks/sweep_overhead.py --model $(MODEL_DIR)
+
+bench-results: venv
+	$(BIN)/python benchmarks/results_scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

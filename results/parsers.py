@@ -12,6 +12,7 @@ from results.schema import LATENCIES, latency_name, percentile_stat
 # vLLM renamed or added keys between releases; the value is the normalised metric name
 _SERVE_ALIASES = {
     "request_throughput": "request_throughput",
+    "request_inthroughput": "request_throughput",  # 0.4.0's spelling
     "request_goodput": "request_goodput",
     "request_goodput:": "request_goodput",  # 0.6.x wrote the key with a stray colon
     "output_throughput": "output_throughput",
@@ -121,6 +122,15 @@ def parse_serve(raw: dict[str, Any]) -> Parsed:
             parsed.extra[key] = value  # a drifted type is kept, not silently dropped
         else:
             parsed.put(name, number)
+    # 0.4.x-0.5.x gave input tokens/s instead of the total later releases give: derive the total
+    # so that old and new results compare on the same metric
+    metrics = parsed.metrics
+    if "total_token_throughput" not in metrics and {"input_throughput", "output_throughput"} <= set(
+        metrics
+    ):
+        metrics["total_token_throughput"] = (
+            metrics["input_throughput"] + metrics["output_throughput"]
+        )
     # releases before failed= existed: the prompts that did not complete failed
     if parsed.failed is None and parsed.completed is not None and parsed.num_prompts is not None:
         parsed.failed = max(parsed.num_prompts - parsed.completed, 0)

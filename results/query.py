@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from results import index
 from results.errors import ResultsError
+from results.index import Problem
 from results.records import records_from_run
-from results.rundir import find_runs, load_run
+from results.rundir import is_run_dir, load_run
 from results.schema import Record, format_rate
 
 # what a filter key may name: record fields and the derived names people think in
@@ -37,6 +40,11 @@ _GETTERS: dict[str, Callable[[Record], object]] = {
     "config": lambda r: r.config_label,
 }
 FILTER_KEYS = tuple(_GETTERS)
+
+
+def field_text(record: Record, key: str) -> str:
+    """What a filter key compares for `record`, e.g. 'fp8' for precision ('' when unset)."""
+    return _text(_GETTERS[key](record)).lower()
 
 
 def _text(value: object) -> str:
@@ -113,31 +121,88 @@ def _split_terms(expression: str) -> list[str]:
     return parts
 
 
+def _read_root(
+    root: Path,
+    where: Filter | None,
+    warn: Callable[[str], None] | None,
+    use_index: bool,
+) -> tuple[int, list[Record], list[Problem]]:
+    """The runs under a folder: (how many run directories, their records, what was skipped)."""
+    if use_index:
+        try:
+            summary = index.refresh(root, warn=warn)
+            return (
+                summary.runs,
+                index.query(root, where.terms if where else ()),
+                list(summary.problems),
+            )
+        except index.IndexUnavailable as exc:
+            # a read-only root is expected (a copied or mounted results tree); a busy one is not
+            if warn is not None and root.exists() and os.access(root, os.W_OK):
+                warn(f"{exc}: reading the run directories directly")
+    found, others = index.scan_root(root)
+    problems = [Problem(root / name, index.NOT_A_RUN) for name in others]
+    records: list[Record] = []
+    for name in found:
+        try:
+            records += records_from_run(load_run(root / name))
+        except ResultsError as exc:
+            problems.append(Problem(root / name, str(exc)))
+    return len(found), records, sorted(problems, key=lambda p: str(p.path))
+
+
 def load_records(
     paths: Sequence[Path | str],
     *,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    where: Filter | None = None,
+    use_index: bool = True,
 ) -> list[Record]:
-    """Every record under `paths` (run directories or folders of them).
+    """Every record under `paths`: run directories, or folders of them (a results root).
 
-    A directory that cannot be read as a run is skipped with a warning, or fails the whole
-    call with `strict`.
+    A run directory named in `paths` must load (else ResultsError). Under a folder, a directory
+    that is not a run, or a run that cannot be read, is skipped with a warning, or fails the
+    whole call with `strict`. A folder's records come from its SQLite index (kept up to date
+    here) when the folder is writable, else straight from the run directories. `where` keeps
+    only the records it matches. A run given twice (itself and in its folder) counts once.
     """
-    found = find_runs(paths)
-    if not found:
-        where = ", ".join(str(p) for p in paths)
+    runs = 0
+    groups: list[tuple[Path, list[Record]]] = []
+    for raw in paths:
+        path = Path(raw)
+        if is_run_dir(path):
+            runs += 1
+            records = records_from_run(load_run(path))
+            groups.append((path, where.select(records) if where else records))
+        elif path.is_dir():
+            count, records, problems = _read_root(path, where, warn, use_index)
+            runs += count
+            for problem in problems:
+                if strict:
+                    raise ResultsError(
+                        f"{problem.path}: {problem.message}; strict reading skips nothing"
+                    )
+                if warn is not None:
+                    warn(problem.warning)
+            if where:
+                records = where.select(records)
+            by_run: dict[str, list[Record]] = {}
+            for record in records:
+                by_run.setdefault(record.run_dir or "", []).append(record)
+            groups += [(Path(run_dir), recs) for run_dir, recs in by_run.items()]
+        else:
+            raise ResultsError(f"{path} does not exist or is not a directory")
+    if runs == 0:
+        where_text = ", ".join(str(p) for p in paths)
         raise ResultsError(
-            f"no run directory found under {where}: give a directory holding run.json, "
+            f"no run directory found under {where_text}: give a directory holding run.json, "
             "or a folder of them"
         )
-    records: list[Record] = []
-    for path in found:
-        try:
-            records += records_from_run(load_run(path))
-        except ResultsError as exc:
-            if strict:
-                raise
-            if warn is not None:
-                warn(f"skipped {path}: {exc}")
-    return records
+    seen: set[Path] = set()
+    out: list[Record] = []
+    for run_dir, records in groups:
+        if run_dir not in seen:
+            seen.add(run_dir)
+            out += records
+    return out

@@ -6,9 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.browser import Browser
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -89,3 +92,17 @@ def docker_client() -> object:
         missing(f"no Docker engine answers ({exc}): run scripts/docker_engine.sh")
         raise
     return client
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    exe = shutil.which("chromium")
+    if exe is None:
+        missing("no chromium: run scripts/browser.sh (installs Debian's chromium)")
+    assert exe is not None
+    where = tmp_path_factory.mktemp("chromium")
+    instance = Browser(exe, where / "profile", where / "chromium.log")
+    try:
+        yield instance
+    finally:
+        instance.close()
