@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 # pip on some hosts warns about every configured local index it cannot use; keep the log readable
 QUIET_PIP := sed -u '/^WARNING: Location .* is ignored/d'
 
-.PHONY: help venv model demo test test-unit test-e2e test-integration integration-prereqs wheelhouse lint bench-overhead bench-results clean
+.PHONY: browser help venv model demo test test-unit test-e2e test-integration integration-prereqs wheelhouse lint bench-overhead bench-results clean
 
 help:
 	@echo "make demo            venv + vLLM for the CPU + tiny model, then a 3-point sweep, latency and throughput"
@@ -57,10 +57,12 @@ test: lint integration-prereqs
 
 # The Docker tier needs an engine, a local base image (no registry) and a wheelhouse. In CI they
 # are required; elsewhere a missing one makes that tier skip, visibly.
-integration-prereqs: venv
-	@# headless Chromium for the HTML report's browser test (tests/integration/test_report_browser.py)
+integration-prereqs: venv browser
+
+# headless Chromium for the HTML report's browser tests (integration and e2e tiers)
+browser:
 	@if [ "$${CI:-}" = true ]; then bash scripts/browser.sh; \
-	else bash scripts/browser.sh || echo "warning: no chromium; the report's browser test will skip"; fi
+	else bash scripts/browser.sh || echo "warning: no chromium; the report's browser tests will skip"; fi
 	@if [ "$${CI:-}" = true ]; then \
 		bash scripts/docker_engine.sh && bash scripts/make_base_image.sh $(BASE_IMAGE) && $(MAKE) --no-print-directory wheelhouse; \
 	else \
@@ -81,7 +83,7 @@ test-integration: venv integration-prereqs
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-e2e: venv
+test-e2e: venv browser
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 bench-overhead: venv model
