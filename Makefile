@@ -18,7 +18,7 @@ QUIET_PIP := sed -u '/^WARNING: Location .* is ignored/d'
 .PHONY: browser help venv model demo test test-unit test-e2e test-integration integration-prereqs wheelhouse lint bench-overhead bench-results clean
 
 help:
-	@echo "make demo            venv + vLLM for the CPU + tiny model, then a 3-point sweep, latency and throughput"
+	@echo "make demo            venv + vLLM for the CPU + tiny model, then a 3-point sweep, latency and throughput, and an HTML report"
 	@echo "make test            lint, type checks and every test tier (unit, integration, e2e)"
 	@echo "make test-unit       the fast tier only"
 	@echo "make bench-overhead  measure bench-run's sweep overhead on the tiny model"
@@ -46,6 +46,7 @@ demo: venv model
 		--scenario serve --scenario latency --scenario throughput \
 		--qps 2,4,8 --num-prompts 20 --input-len 128 --output-len 32 \
 		--batch-size 4 --iters 3 --warmup-iters 1 --out $(RUNS)
+	$(BIN)/bench-results report $(RUNS) -o $(RUNS)/report.html
 
 lint: venv
 	$(BIN)/ruff check runner results scripts tests benchmarks

@@ -222,7 +222,8 @@ def ensure_image(
     except PullFailed as exc:
         raise ImageMissing(
             f"image {ref} is not on this Docker engine and cannot be pulled ({exc.reason}): "
-            "pull or load it (docker load, docker import), or name another with --base"
+            "pull or load it (docker load, docker import), or name another base image "
+            "(bench-images build --base, bench-run --base-image)"
         ) from exc
 
 
