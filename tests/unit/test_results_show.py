@@ -46,10 +46,10 @@ def root(tmp_path: Path) -> Path:
         qps=(2.0, math.inf),
         failed=("serve-qpsinf",),
     )
-    # a serving point measured by vLLM 0.5.4: its keys, normalised
+    # a serving point in vLLM 0.5.4's output keys: its keys, normalised
     old = make_run(results_root, OLD, qps=(math.inf,), scenarios=("serve",))
     (old / "raw" / "serve-qpsinf.json").write_text(
-        (FIXTURES / "vllm-0.5.4-lambdalabs" / "serve-qpsinf.json").read_text()
+        (FIXTURES / "vllm-older-releases" / "serve-v0.5.4-qpsinf.json").read_text()
     )
     return results_root
 
@@ -107,7 +107,7 @@ def test_csv_export(root: Path) -> None:
             assert row[name] == ("" if value is None else repr(value))
     old = rows[-1]
     assert (old["run_id"], old["qps"], old["failed"]) == (OLD, "inf", "0")
-    assert float(old["total_token_throughput"]) == pytest.approx(255.09589 + 347.89192, 1e-6)
+    assert float(old["total_token_throughput"]) == pytest.approx(3853.32004 + 523.71313, 1e-6)
     failed = next(r for r in rows if r["run_id"] == FP8 and r["point_id"] == "serve-qpsinf")
     assert failed["verdict"] == "failed"
     assert failed["reasons"] == "20 of 20 requests failed"
