@@ -13,6 +13,24 @@ from runner.images.cli import main as images_main
 from tests.conftest import ROOT, missing
 
 BASE_IMAGE = os.environ.get("BENCH_BASE_IMAGE", "bench-base/python:3.11-bookworm")
+
+
+def docker_run_args(model: Path, image: str, out: Path, *extra: str) -> list[str]:
+    """bench-run flags for a small CPU sweep of the tiny model in a container of `image`."""
+    return [
+        "--executor", "docker", "--image", image, "--vendor", "cpu",
+        "--model", str(model), "--dtype", "bfloat16", "--max-model-len", "2048",
+        "--env", "VLLM_CPU_KVCACHE_SPACE=1", "--input-len", "64", "--output-len", "16",
+        "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def managed_containers(docker_client: Any, run_id: str | None = None) -> list[Any]:
+    """Containers this tool labelled: all of them, or one run's."""
+    label = f"vllm-bench.run-id={run_id}" if run_id else "vllm-bench.managed=true"
+    return list(docker_client.containers.list(all=True, filters={"label": label}))
+
+
 WHEELHOUSE = Path(os.environ.get("BENCH_WHEELHOUSE", ROOT / "wheelhouse"))
 TAG = "vllm-bench/cpu-wheelhouse:integration"
 LABELS = {"vllm-bench.test": "integration"}

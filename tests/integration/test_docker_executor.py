@@ -15,23 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main as run_main
+from tests.integration.conftest import docker_run_args, managed_containers
 
 SECRET = "hf_integration_token_9876"
 BENCH_RUN = str(Path(sys.executable).parent / "bench-run")
-
-
-def _args(model: Path, image: str, out: Path, *extra: str) -> list[str]:
-    return [
-        "--executor", "docker", "--image", image, "--pull", "never", "--vendor", "cpu",
-        "--model", str(model), "--dtype", "bfloat16", "--max-model-len", "2048",
-        "--env", "VLLM_CPU_KVCACHE_SPACE=1", "--input-len", "64", "--output-len", "16",
-        "--out", str(out), *extra,
-    ]  # fmt: skip
-
-
-def _managed(docker_client: Any, run_id: str | None = None) -> list[Any]:
-    label = f"vllm-bench.run-id={run_id}" if run_id else "vllm-bench.managed=true"
-    return list(docker_client.containers.list(all=True, filters={"label": label}))
 
 
 def test_cpu_sweep_in_a_container(
@@ -40,7 +27,9 @@ def test_cpu_sweep_in_a_container(
 ) -> None:  # fmt: skip
     monkeypatch.setenv("HF_TOKEN", SECRET)
     out = tmp_path / "runs"
-    args = _args(tiny_model, cpu_image, out, "--qps", "4,inf", "--num-prompts", "8")
+    args = docker_run_args(
+        tiny_model, cpu_image, out, "--pull", "never", "--qps", "4,inf", "--num-prompts", "8"
+    )
     result = CliRunner().invoke(run_main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
@@ -59,7 +48,7 @@ def test_cpu_sweep_in_a_container(
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
-    assert not _managed(docker_client, status["run_id"]), "the container was not removed"
+    assert not managed_containers(docker_client, status["run_id"]), "the container was not removed"
     assert not (out / ".jobs" / f"{status['run_id']}.json").exists()
 
 
@@ -67,9 +56,10 @@ def test_a_run_stopped_midway_leaves_no_container(
     docker_client: Any, cpu_image: str, tiny_model: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "runs"
-    argv = [BENCH_RUN, *_args(tiny_model, cpu_image, out, "--qps", "2", "--num-prompts", "4")]
+    flags = ("--pull", "never", "--qps", "2", "--num-prompts", "4")
+    argv = [BENCH_RUN, *docker_run_args(tiny_model, cpu_image, out, *flags)]
     env = {**os.environ, "HF_TOKEN": SECRET}
-    before = {c.id for c in _managed(docker_client)}
+    before = {c.id for c in managed_containers(docker_client)}
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -77,7 +67,7 @@ def test_a_run_stopped_midway_leaves_no_container(
         deadline = time.monotonic() + 120
         ours: list[Any] = []
         while not ours and time.monotonic() < deadline:
-            ours = [c for c in _managed(docker_client) if c.id not in before]
+            ours = [c for c in managed_containers(docker_client) if c.id not in before]
             time.sleep(0.5)
         assert ours, "no container appeared"
         time.sleep(5)
@@ -89,7 +79,8 @@ def test_a_run_stopped_midway_leaves_no_container(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
-    assert not [c for c in _managed(docker_client) if c.id not in before], "a container was left"
+    left = [c for c in managed_containers(docker_client) if c.id not in before]
+    assert not left, "a container was left"
     (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
 
@@ -104,11 +95,11 @@ def test_cleanup_reaps_leftover_containers(docker_client: Any, base_image: str) 
         listed = CliRunner().invoke(run_main, ["cleanup", "--dry-run"], catch_exceptions=False)
         assert listed.exit_code == 0
         assert f"would remove {leftover.id[:12]} (run leftover-run, running)" in listed.stdout
-        assert _managed(docker_client, "leftover-run"), "--dry-run removed it"
+        assert managed_containers(docker_client, "leftover-run"), "--dry-run removed it"
         result = CliRunner().invoke(run_main, ["cleanup"], catch_exceptions=False)
         assert result.exit_code == 0
         assert f"removed {leftover.id[:12]}" in result.stdout
-        assert not _managed(docker_client, "leftover-run")
+        assert not managed_containers(docker_client, "leftover-run")
     finally:
-        if _managed(docker_client, "leftover-run"):
+        if managed_containers(docker_client, "leftover-run"):
             leftover.remove(force=True)

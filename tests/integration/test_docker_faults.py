@@ -18,25 +18,11 @@ from runner.images import docker_ops
 from runner.images.catalog import load_catalog
 from runner.images.render import default_tag
 from runner.plan import EngineConfig, ModelRef, Plan, Run
-from tests.integration.conftest import BASE_IMAGE
+from tests.integration.conftest import BASE_IMAGE, docker_run_args, managed_containers
 
 BENCH_RUN = str(Path(sys.executable).parent / "bench-run")
 VARIANT = "cpu-wheelhouse"
 KILLED = "the container was killed (SIGKILL, exit status 137) before the agent finished the run"
-
-
-def _args(model: Path, image: str, out: Path, *extra: str) -> list[str]:
-    return [
-        "--executor", "docker", "--image", image, "--vendor", "cpu",
-        "--model", str(model), "--dtype", "bfloat16", "--max-model-len", "2048",
-        "--env", "VLLM_CPU_KVCACHE_SPACE=1", "--input-len", "64", "--output-len", "16",
-        "--out", str(out), *extra,
-    ]  # fmt: skip
-
-
-def _managed(docker_client: Any, run_id: str | None = None) -> list[Any]:
-    label = f"vllm-bench.run-id={run_id}" if run_id else "vllm-bench.managed=true"
-    return list(docker_client.containers.list(all=True, filters={"label": label}))
 
 
 def _first_point_ok(out: Path) -> bool:
@@ -54,9 +40,9 @@ def test_a_container_killed_mid_run_finishes_its_run_dir(
     docker_client: Any, cpu_image: str, tiny_model: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "runs"
-    args = _args(tiny_model, cpu_image, out, "--pull", "never", "--qps", "2,4,8",
+    args = docker_run_args(tiny_model, cpu_image, out, "--pull", "never", "--qps", "2,4,8",
                  "--num-prompts", "4")  # fmt: skip
-    before = {c.id for c in _managed(docker_client)}
+    before = {c.id for c in managed_containers(docker_client)}
     proc = subprocess.Popen(
         [BENCH_RUN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -66,7 +52,7 @@ def test_a_container_killed_mid_run_finishes_its_run_dir(
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the first point never finished"
             time.sleep(0.2)
-        (container,) = [c for c in _managed(docker_client) if c.id not in before]
+        (container,) = [c for c in managed_containers(docker_client) if c.id not in before]
         container.kill()  # what the OOM killer or `docker kill` does: SIGKILL, no goodbye
         _, stderr = proc.communicate(timeout=180)
     finally:
@@ -86,7 +72,8 @@ def test_a_container_killed_mid_run_finishes_its_run_dir(
         assert entry["verdict"] == "failed" and entry["reasons"] == [KILLED]
         assert "--- server.log ---" in entry["log_tail"], "the server's last words are kept"
     assert f"run {run_dir.name} failed: {KILLED}" in stderr, "the user is told in one line"
-    assert not _managed(docker_client, run_dir.name), "the killed container was left behind"
+    left = managed_containers(docker_client, run_dir.name)
+    assert not left, "the killed container was left behind"
     # provenance still gets the container it ran in
     prov = json.loads((run_dir / "provenance.json").read_text())
     assert prov["container"]["image"] == cpu_image and prov["finished"]
@@ -137,7 +124,7 @@ def test_a_catalog_variant_is_built_as_pull_says(
     # --pull never: refused with the command that builds it
     never = CliRunner().invoke(
         run_main,
-        [*_args(tiny_model, VARIANT, tmp_path / "runs", "--pull", "never"), "--qps", "1",
+        [*docker_run_args(tiny_model, VARIANT, tmp_path / "runs", "--pull", "never"), "--qps", "1",
          "--num-prompts", "2"],
         catch_exceptions=False,
     )  # fmt: skip
