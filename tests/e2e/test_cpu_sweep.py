@@ -114,7 +114,9 @@ def test_flag_vllm_rejects_stops_before_anything_starts(tmp_path: Path, tiny_mod
 def test_server_that_exits_fails_fast_with_its_error(tmp_path: Path, tiny_model: Path) -> None:
     # 4096 passes the flag parser but the engine refuses it: the model allows 2048 positions.
     out = tmp_path / "runs"
-    args = ["--model", str(tiny_model), *COMMON[:4], "--max-model-len", "4096", *COMMON[6:],
+    common = list(COMMON)
+    common[common.index("--max-model-len") + 1] = "4096"
+    args = ["--model", str(tiny_model), *common,
             "--num-prompts", "4", "--qps", "2,4", "--out", str(out)]  # fmt: skip
     started = time.monotonic()
     result = CliRunner().invoke(run_main, args, catch_exceptions=False)
