@@ -10,19 +10,23 @@ import statistics
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import matplotlib
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any, Literal
 
 from results.errors import ResultsError
+from results.pool import can_fork, process_pool, workers_for
 from results.schema import LATENCIES, OK, Record, format_rate, latency_name, metric_info
 from results.table import short_run_ids
 
-# no display anywhere this runs; the Agg canvas also keeps PNG bytes identical between runs
-matplotlib.use("Agg")
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.legend import Legend
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
 
 FORMATS = ("png", "svg")
 ChartKind = Literal["qps", "tradeoff"]
@@ -30,6 +34,9 @@ ChartKind = Literal["qps", "tradeoff"]
 MAX_LINES = 20
 # per kind of note (failed, missing metric): enough to act on, not a wall of text
 MAX_NOTES = 8
+# below this many points (a tradeoff chart's count twice), worker processes cost more than the
+# drawing they would share
+PARALLEL_FROM_POINTS = 300
 # past this many distinct rates the ticks would collide; matplotlib picks them instead
 MAX_RATE_TICKS = 12
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -38,6 +45,7 @@ _SVG_ID = re.compile(r"""(\bid="|\bxlink:href="#|\bhref="#|url\(#)([^")]+)""")
 _STAT = re.compile(r"^(mean|median|std|p\d+(\.\d+)?)$")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 ERROR_BARS = "error bars: ±1 standard deviation over repeated runs"
+_PAD_IN = 0.08  # between the title, the axes, their labels, the legend and the edges (inches)
 
 
 @dataclass(frozen=True)
@@ -116,11 +124,13 @@ def _load_text(record: Record) -> str:
     return ", ".join(parts)
 
 
-def _line_labels(records: Iterable[Record]) -> dict[tuple[Any, ...], str]:
+def _line_labels(
+    keyed: Iterable[tuple[tuple[Any, ...], Record]],
+) -> dict[tuple[Any, ...], str]:
     """A legend label per line: the config label, made unique by what differs when needed."""
     first: dict[tuple[Any, ...], Record] = {}
-    for rec in records:
-        first.setdefault(_line_key(rec), rec)
+    for key, rec in keyed:
+        first.setdefault(key, rec)
     by_label: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for key, rec in first.items():
         by_label[rec.config_label].append(key)
@@ -149,7 +159,11 @@ def _common_load(records: Sequence[Record]) -> str:
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
-    return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+    if len(values) < 2:
+        return mean, 0.0
+    # statistics.stdev, in floats: it sums exact fractions, ten times slower (10,000 points);
+    # the two differ in the last digit at most, far below what a chart can show
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _capped(kind: str, items: Sequence[str]) -> list[str]:
@@ -157,6 +171,26 @@ def _capped(kind: str, items: Sequence[str]) -> list[str]:
     if len(items) > MAX_NOTES:
         notes.append(f"... and {len(items) - MAX_NOTES} more {kind}")
     return notes
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """The serve records of a selection with their line keys, and each line's label and style:
+    what every chart of the selection shares, worked out once."""
+
+    serve: list[tuple[tuple[Any, ...], Record]]
+    labels: dict[tuple[Any, ...], str]
+    styles: dict[tuple[Any, ...], int]
+    run_names: dict[str, str]
+
+
+def _lines(records: Sequence[Record]) -> _Lines:
+    serve = [(_line_key(r), r) for r in records if r.scenario == "serve" and r.qps is not None]
+    labels = _line_labels(serve)
+    # one style per line across every chart of these records, so a configuration keeps its look
+    styles = {key: i for i, key in enumerate(sorted(labels, key=lambda k: labels[k]))}
+    run_names = short_run_ids([r.run_id for _, r in serve])
+    return _Lines(serve, labels, styles, run_names)
 
 
 @dataclass
@@ -171,17 +205,13 @@ class _Selection:
     run_names: dict[str, str]
 
 
-def _select(records: Sequence[Record], needed: Sequence[str]) -> _Selection:
-    serve = [r for r in records if r.scenario == "serve" and r.qps is not None]
-    labels = _line_labels(serve)
-    # one style per line across every chart of these records, so a configuration keeps its look
-    styles = {key: i for i, key in enumerate(sorted(labels, key=lambda k: labels[k]))}
+def _select(lines: _Lines, needed: Sequence[str]) -> _Selection:
     groups: dict[tuple[Any, ...], dict[float, list[Record]]] = defaultdict(
         lambda: defaultdict(list)
     )
     failed: list[Record] = []
     missing: list[tuple[Record, str]] = []
-    for rec in serve:
+    for key, rec in lines.serve:
         if rec.verdict != OK:
             failed.append(rec)
             continue
@@ -190,9 +220,8 @@ def _select(records: Sequence[Record], needed: Sequence[str]) -> _Selection:
             missing.append((rec, absent[0]))
             continue
         assert rec.qps is not None
-        groups[_line_key(rec)][rec.qps].append(rec)
-    run_names = short_run_ids([r.run_id for r in serve])
-    return _Selection(groups, labels, styles, failed, missing, run_names)
+        groups[key][rec.qps].append(rec)
+    return _Selection(groups, lines.labels, lines.styles, failed, missing, lines.run_names)
 
 
 def _notes(sel: _Selection, drawn: Sequence[tuple[Any, ...]]) -> tuple[tuple[str, ...], str]:
@@ -248,8 +277,12 @@ def qps_chart(records: Sequence[Record], metric: str) -> Chart:
     may be below the highest finite rate, so placing it there would fold lines back and put the
     configurations' points at different x.
     """
+    return _qps_chart(_lines(records), metric)
+
+
+def _qps_chart(lines: _Lines, metric: str) -> Chart:
     info = metric_info(metric)
-    sel = _select(records, [metric])
+    sel = _select(lines, [metric])
     drawn = _drawn_keys(sel)
     finite = sorted({q for key in drawn for q in sel.groups[key] if not math.isinf(q)})
     has_inf = any(math.isinf(q) for key in drawn for q in sel.groups[key])
@@ -293,8 +326,12 @@ def tradeoff_chart(
     Up and to the left is better: the curve shows what each extra token/s costs in latency.
     Each point is labelled with its requested rate.
     """
+    return _tradeoff_chart(_lines(records), latency, throughput)
+
+
+def _tradeoff_chart(lines: _Lines, latency: str, throughput: str) -> Chart:
     x_info, y_info = metric_info(latency), metric_info(throughput)
-    sel = _select(records, [latency, throughput])
+    sel = _select(lines, [latency, throughput])
     drawn = _drawn_keys(sel)
     series: list[Series] = []
     for key in drawn:
@@ -341,10 +378,11 @@ def serving_charts(
     throughput: str = "output_throughput",
 ) -> list[Chart]:
     """The source documents' charts (each metric vs QPS) and throughput vs latency."""
-    charts = [qps_chart(records, resolve_metric(m, stat)) for m in metrics]
-    charts.append(
-        tradeoff_chart(records, resolve_metric(latency, stat), resolve_metric(throughput, stat))
-    )
+    names = [resolve_metric(m, stat) for m in metrics]
+    x_name, y_name = resolve_metric(latency, stat), resolve_metric(throughput, stat)
+    lines = _lines(records)
+    charts = [_qps_chart(lines, name) for name in names]
+    charts.append(_tradeoff_chart(lines, x_name, y_name))
     return charts
 
 
@@ -352,11 +390,34 @@ def serving_charts(
 # drawing
 
 
+def load_matplotlib() -> None:
+    """Import matplotlib for drawing, once.
+
+    matplotlib is imported here and in the drawing functions, not with this module: it takes
+    half a second, which commands that draw nothing (show, compare, index) need not pay. Call
+    this before forking processes that draw, so that they inherit it instead of importing it.
+    """
+    import matplotlib  # noqa: PLC0415 (see the docstring)
+    import matplotlib.backends.backend_agg  # noqa: PLC0415
+    import matplotlib.figure  # noqa: PLC0415
+    import matplotlib.ticker  # noqa: PLC0415
+
+    # no display anywhere this runs; the Agg canvas also keeps PNG bytes identical between runs
+    matplotlib.use("Agg")
+
+
 def draw(chart: Chart) -> Figure:
     """The chart as a matplotlib Figure (no pyplot: no global state, safe to call repeatedly)."""
+    load_matplotlib()
+    import matplotlib  # noqa: PLC0415 (imported late: see load_matplotlib)
+    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
     lines = len(chart.series)
     # the legend goes under the axes, so long configuration labels never squeeze the plot
-    fig = Figure(figsize=(8.0, 4.8 + 0.24 * lines), dpi=100, layout="constrained")
+    # no layout engine: it would draw every artist once more just to measure (twice the time
+    # for a chart of 20 lines); _place measures the few things the margins depend on instead
+    fig = Figure(figsize=(8.0, 4.8 + 0.24 * lines), dpi=100)
     ax = fig.add_subplot()
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     any_error = False
@@ -410,33 +471,79 @@ def draw(chart: Chart) -> Figure:
                     color=color,
                 )
     if chart.kind == "qps":
-        if chart.x_ticks:
-            ax.set_xticks([t for t, _ in chart.x_ticks], [label for _, label in chart.x_ticks])
-        if chart.inf_x is not None:
-            finite = [t for t, label in chart.x_ticks if label != "inf"]
-            if finite:
-                ax.axvline(
-                    (max(finite) + chart.inf_x) / 2,
-                    color="#bbbbbb",
-                    linestyle="--",
-                    linewidth=0.8,
-                    gid=f"{chart.name}-inf-separator",
-                )
+        finite = [p.x for s in chart.series for p in s.points if not math.isinf(p.qps)]
+        ticks = list(chart.x_ticks)
+        if finite and chart.inf_x is not None and all(label == "inf" for _, label in ticks):
+            # too many rates to label each: round numbers up to the highest, as matplotlib
+            # would pick them (setting the "inf" tick replaces matplotlib's own)
+            top = max(finite)
+            picked = MaxNLocator(nbins=8).tick_values(0.0, top)
+            ticks[:0] = [(float(t), f"{t:g}") for t in picked if 0.0 <= t <= top]
+        if ticks:
+            ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
+        if chart.inf_x is not None and finite:
+            ax.axvline(
+                (max(finite) + chart.inf_x) / 2,
+                color="#bbbbbb",
+                linestyle="--",
+                linewidth=0.8,
+                gid=f"{chart.name}-inf-separator",
+            )
         ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
-    fig.suptitle(chart.title, fontsize="medium")
+    height = fig.get_figheight()
+    title = fig.suptitle(chart.title, fontsize="medium", y=1.0 - _PAD_IN / height, va="top")
     ax.set_xlabel(chart.x_label)
     ax.set_ylabel(chart.y_label)
     ax.grid(True, alpha=0.3)
+    legend: Legend | None = None
     if chart.empty:
         ax.text(0.5, 0.5, "no serving point to draw", transform=ax.transAxes, ha="center")
     else:
-        fig.legend(loc="outside lower center", fontsize="small", frameon=False)
+        legend = fig.legend(
+            loc="lower center",
+            bbox_to_anchor=(0.5, _PAD_IN / height),
+            fontsize="small",
+            frameon=False,
+        )
     footnote = "; ".join(part for part in (chart.footnote, ERROR_BARS if any_error else "") if part)
     if footnote:
-        # under the title, where constrained layout keeps room for it whatever the legend's size
+        # under the title, whatever the legend's size
         ax.set_title(footnote, fontsize="x-small", color="#666666")
+    _place(fig, ax, title, legend)
     return fig
+
+
+def _place(fig: Figure, ax: Axes, title: Text, legend: Legend | None) -> None:
+    """Put the axes between the titles, the tick labels and the legend, which are measured."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 (see draw)
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # type: ignore[no-untyped-call]
+    dpi = fig.dpi
+    width, height = fig.get_figwidth(), fig.get_figheight()
+
+    def inches(extent: Bbox, along: str) -> float:
+        return float(extent.width if along == "x" else extent.height) / dpi
+
+    top = _PAD_IN + inches(title.get_window_extent(renderer), "y") + _PAD_IN
+    if ax.get_title():
+        top += inches(ax.title.get_window_extent(renderer), "y") + _PAD_IN
+    bottom = _PAD_IN
+    if legend is not None:
+        bottom += inches(legend.get_window_extent(renderer), "y") + _PAD_IN
+    # the labels' size hardly depends on where the axes are: their text does (ticks, digits)
+    x_axis, y_axis = ax.xaxis.get_tightbbox(renderer), ax.yaxis.get_tightbbox(renderer)
+    bottom += (inches(x_axis, "y") if x_axis is not None else 0.0) + _PAD_IN
+    left = (inches(y_axis, "x") if y_axis is not None else 0.0) + 2 * _PAD_IN
+    right = 0.3  # half an "inf" tick label, and a QPS label at the last point
+    ax.set_position(
+        (
+            left / width,
+            bottom / height,
+            max(width - left - right, 1.0) / width,
+            max(height - top - bottom, 1.0) / height,
+        )
+    )
 
 
 def render(chart: Chart, fmt: str, *, svg_text: bool = False) -> bytes:
@@ -460,6 +567,8 @@ def render(chart: Chart, fmt: str, *, svg_text: bool = False) -> bytes:
         "svg.id": chart.name,
         "svg.fonttype": "none" if svg_text else "path",
     }
+    import matplotlib  # noqa: PLC0415 (imported late: see load_matplotlib)
+
     with matplotlib.rc_context(rc):  # type: ignore[arg-type]
         fig.savefig(buffer, format=fmt, metadata=metadata)
     return buffer.getvalue()
@@ -480,6 +589,51 @@ def svg_markup(chart: Chart) -> str:
         return match[0] if name == chart.name or name.startswith(prefix) else head + prefix + name
 
     return _SVG_ID.sub(own, svg)
+
+
+class SvgMarkups:
+    """svg_markup of each chart, drawn by worker processes while the caller does other work.
+
+    `with SvgMarkups(charts) as svgs: ...; svgs.result()`. Few points, one CPU or no fork: the
+    charts are drawn in this process, by result().
+    """
+
+    def __init__(self, charts: Sequence[Chart]) -> None:
+        self._charts = list(charts)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: dict[int, Future[str]] = {}
+
+    def __enter__(self) -> SvgMarkups:
+        charts = self._charts
+        workers = workers_for(len(charts))
+        if workers > 1 and can_fork() and sum(map(_cost, charts)) >= PARALLEL_FROM_POINTS:
+            load_matplotlib()  # once, here, rather than in each worker
+            self._pool = process_pool(workers)
+            # the costliest first, so that no worker is left drawing a big one alone at the end
+            for i in sorted(range(len(charts)), key=lambda i: -_cost(charts[i])):
+                self._pending[i] = self._pool.submit(svg_markup, charts[i])
+        return self
+
+    def result(self) -> list[str]:
+        return [self._markup(i, chart) for i, chart in enumerate(self._charts)]
+
+    def _markup(self, i: int, chart: Chart) -> str:
+        if i in self._pending:
+            try:
+                return self._pending[i].result()
+            except BrokenProcessPool:
+                pass  # a worker was killed (out of memory, say): draw it here instead
+        return svg_markup(chart)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+
+def _cost(chart: Chart) -> int:
+    # what drawing a chart takes grows with its points; a tradeoff chart labels each of them
+    points = sum(len(s.points) for s in chart.series)
+    return points * 2 if chart.kind == "tradeoff" else points
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -155,9 +155,8 @@ def _grid(records: Sequence[Record], metrics: Sequence[str]) -> _Grid:
         done = "-" if rec.completed is None else str(rec.completed)
         failed = "-" if rec.failed is None else str(rec.failed)
         row += [rec.scenario, format_rate(rec.qps), f"{done}/{failed}"]
-        for name in metrics:
-            value = rec.metrics.get(name)
-            row.append("-" if value is None else f"{value:.2f}")
+        get = rec.metrics.get
+        row += ["-" if (value := get(name)) is None else f"{value:.2f}" for name in metrics]
         row.append(rec.verdict)
         rows.append(row)
     right = [header not in ("run", "scenario", "verdict") for header in headers]
@@ -168,18 +167,15 @@ def _simple(grid: _Grid) -> str:
     """tabulate's "simple" format, byte for byte, at a fraction of its cost on 10,000 rows."""
     # tabulate leaves two spaces beside each header, so a column is at least that wide
     widths = [len(header) + 2 for header in grid.headers]
-    for col in range(len(widths)):
-        widths[col] = max(widths[col], *(len(row[col]) for row in grid.rows))
-    plan = list(zip(widths, grid.right, strict=True))
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if right else cell.ljust(width)
-            for cell, (width, right) in zip(cells, plan, strict=True)
-        ).rstrip()
-
-    lines = [line(grid.headers), "  ".join("-" * width for width in widths)]
-    lines += [line(row) for row in grid.rows]
+    for col, cells in enumerate(zip(*grid.rows, strict=True)):
+        widths[col] = max(widths[col], *map(len, cells))
+    # one format string pads every cell of a row (str.format is C; a loop per cell is not)
+    template = "  ".join(
+        f"{{:{'>' if right else '<'}{width}}}"
+        for width, right in zip(widths, grid.right, strict=True)
+    )
+    lines = [template.format(*grid.headers).rstrip(), "  ".join("-" * width for width in widths)]
+    lines += [template.format(*row).rstrip() for row in grid.rows]
     return "\n".join(lines)
 
 

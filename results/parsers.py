@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+@functools.lru_cache(maxsize=4096)  # the same few dozen keys in every file of a results root
 def _latency_key(key: str) -> str | None:
     """'mean_ttft_ms' / 'p99.9_itl_ms' -> the normalised name; None for any other key."""
     if not key.endswith("_ms"):
@@ -92,6 +94,17 @@ def _latency_key(key: str) -> str | None:
         except ValueError:
             return None
     return None
+
+
+def uses_array(scenario: str, key: str) -> bool:
+    """Whether the parser of `scenario` needs a top-level array under `key` in the raw output.
+
+    The others (per-request arrays) are dropped by _keep_aside, so a reader may skip them.
+    """
+    if scenario == "latency":
+        return True  # `latencies` gives the duration and the spread
+    # a measurement whose type drifted to a list is kept in extra
+    return scenario == "serve" and (key in _SERVE_ALIASES or _latency_key(key) is not None)
 
 
 def _keep_aside(parsed: Parsed, key: str, value: Any) -> None:

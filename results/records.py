@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import replace
@@ -9,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from results.errors import ResultsError
-from results.parsers import Parsed, as_int, as_rate, parse_latency, parse_serve, parse_throughput
+from results.fastjson import loads_object
+from results.parsers import (
+    Parsed,
+    as_int,
+    as_rate,
+    parse_latency,
+    parse_serve,
+    parse_throughput,
+    uses_array,
+)
 from results.rundir import RUN_FILE, RunDir
 from results.schema import FAILED, NOT_RUN, OK, Record, format_rate
 
@@ -27,15 +37,18 @@ def _model_name(model: Any) -> str:
     return "" if model is None else str(model)
 
 
-def _read_raw(file: Path, name: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The raw output and None, or None and why it cannot be used (None if simply absent)."""
+def _read_raw(
+    file: Path, name: str, scenario: str = ""
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The raw output and None, or None and why it cannot be used (None if simply absent).
+
+    Top-level arrays the scenario's parser does not use are left unread (see uses_array).
+    """
     try:
-        text = file.read_text(encoding="utf-8")
+        data = loads_object(file.read_bytes(), functools.partial(uses_array, scenario))
     except (OSError, UnicodeDecodeError):
         # a failed point often has no raw file; its status.json verdict already says why
         return None, None
-    try:
-        data = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, f"{name} is not valid JSON ({exc}): the file was cut off"
     if not isinstance(data, dict):
@@ -165,7 +178,7 @@ def records_from_run(rundir: RunDir) -> list[Record]:
             reasons = tuple(str(r) for r in raw_reasons) if isinstance(raw_reasons, list) else ()
         result = entry.get("result") if entry is not None else None
         name = result if isinstance(result, str) and result else f"raw/{point_id}.json"
-        raw, problem = _read_raw(rundir.path / name, name)
+        raw, problem = _read_raw(rundir.path / name, name, scenario)
         if problem is not None:
             verdict, reasons = FAILED, (*reasons, problem)
 

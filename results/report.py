@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from results.charts import ERROR_BARS, Chart, serving_charts, svg_markup
+from results.charts import ERROR_BARS, Chart, SvgMarkups, serving_charts
 from results.errors import ResultsError
 from results.rundir import PROVENANCE_FILE, read_json_object
 from results.schema import FAILED, LATENCIES, LATENCY_LABEL, NOT_RUN, OK, Record, format_rate
@@ -195,20 +195,19 @@ def _configurations(configs: Mapping[tuple[Any, ...], list[Record]]) -> str:
     )
 
 
-def _charts(charts: Sequence[Chart]) -> str:
+def _charts(drawn: Sequence[Chart], svgs: Sequence[str]) -> str:
     parts = ['<section id="charts"><h2>Charts</h2>']
-    drawn = [c for c in charts if not c.empty]
     if not drawn:
         parts.append('<p class="muted">No serving point to chart: the selection holds none.</p>')
     else:
         parts.append('<div class="charts">')
-        for chart in drawn:
+        for chart, svg in zip(drawn, svgs, strict=True):
             caption = chart.title
             if any(p.runs > 1 for s in chart.series for p in s.points):
                 caption += f"; {ERROR_BARS}"
             notes = "".join(f"<li>{_e(n)}</li>" for n in chart.notes)
             parts.append(
-                f'<figure class="chart" id="chart-{_e(chart.name)}">{svg_markup(chart)}'
+                f'<figure class="chart" id="chart-{_e(chart.name)}">{svg}'
                 f"<figcaption>{_e(caption)}"
                 + (f'<ul class="notes">{notes}</ul>' if notes else "")
                 + "</figcaption></figure>"
@@ -222,8 +221,18 @@ def _results(records: Sequence[Record], runs: Mapping[str, str]) -> str:
     head = ["run", "configuration", "point", "QPS", "done/failed", "req/s", "out tok/s"]
     head += [f"{LATENCY_LABEL[m]} {s}" for m in LATENCIES for s in _TABLE_STATS]
     head.append("verdict")
-    names = [(f"{m}_{s}_ms") for m in LATENCIES for s in _TABLE_STATS]
+    names = ["request_throughput", "output_throughput"]
+    names += [(f"{m}_{s}_ms") for m in LATENCIES for s in _TABLE_STATS]
     labels: dict[tuple[Any, ...], str] = {}
+    # run names, point ids, rates and verdicts repeat: each is escaped once (10,000 rows)
+    escaped: dict[str, str] = {}
+
+    def esc(text: str) -> str:
+        value = escaped.get(text)
+        if value is None:
+            value = escaped[text] = _e(text)
+        return value
+
     rows: list[str] = []
     for rec in records:
         key = rec.config_key
@@ -233,17 +242,21 @@ def _results(records: Sequence[Record], runs: Mapping[str, str]) -> str:
         css = "warn" if rec.warnings else ""
         if rec.verdict in (FAILED, NOT_RUN):
             css = rec.verdict
-        metrics = rec.metrics
-        cells = "".join(f'<td class="n">{_num(metrics.get(n))}</td>' for n in names)
+        get = rec.metrics.get
+        cells = "".join(
+            [
+                '<td class="n">-</td>' if (v := get(n)) is None else f'<td class="n">{v:.2f}</td>'
+                for n in names
+            ]
+        )
         done = f"{'-' if rec.completed is None else rec.completed}/" + (
             "-" if rec.failed is None else str(rec.failed)
         )
+        verdict = esc(rec.verdict)
         rows.append(
-            f'<tr class="{css}"><td>{_e(runs[rec.run_id])}</td><td>{label}</td>'
-            f'<td>{_e(rec.point_id)}</td><td class="n">{_e(format_rate(rec.qps))}</td>'
-            f'<td class="n">{done}</td><td class="n">{_num(metrics.get("request_throughput"))}</td>'
-            f'<td class="n">{_num(metrics.get("output_throughput"))}</td>{cells}'
-            f'<td class="v-{_e(rec.verdict)}">{_e(rec.verdict)}</td></tr>'
+            f'<tr class="{css}"><td>{esc(runs[rec.run_id])}</td><td>{label}</td>'
+            f'<td>{esc(rec.point_id)}</td><td class="n">{esc(format_rate(rec.qps))}</td>'
+            f'<td class="n">{done}</td>{cells}<td class="v-{verdict}">{verdict}</td></tr>'
         )
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
     return (
@@ -439,20 +452,24 @@ def render_report(
         provenance = load_provenance(records)
     if charts is None:
         charts = serving_charts(records)
-    runs = short_run_ids([r.run_id for r in records])
-    configs: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
-    for rec in records:
-        configs[rec.config_key].append(rec)
-    body = [
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">{_e(subtitle)}</p>' if subtitle else "",
-        _summary(records, configs),
-        _charts(charts),
-        _configurations(configs),
-        _results(records, runs),
-        _validity(records, runs),
-        _provenance(records, provenance, runs),
-    ]
+    drawn = [c for c in charts if not c.empty]
+    with SvgMarkups(drawn) as svgs:
+        # the charts are drawn by other processes meanwhile, where there are CPUs for them
+        runs = short_run_ids([r.run_id for r in records])
+        configs: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
+        for rec in records:
+            configs[rec.config_key].append(rec)
+        body = [
+            f"<h1>{_e(title)}</h1>",
+            f'<p class="meta">{_e(subtitle)}</p>' if subtitle else "",
+            _summary(records, configs),
+            "",  # the charts, once drawn
+            _configurations(configs),
+            _results(records, runs),
+            _validity(records, runs),
+            _provenance(records, provenance, runs),
+        ]
+        body[3] = _charts(drawn, svgs.result())
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
