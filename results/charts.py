@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from results.errors import ResultsError
+from results.formats import short_run_ids
 from results.pool import can_fork, process_pool, workers_for
 from results.schema import LATENCIES, OK, Record, format_rate, latency_name, metric_info
-from results.table import short_run_ids
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

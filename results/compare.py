@@ -12,18 +12,21 @@ from typing import Any, Literal
 from tabulate import tabulate
 
 from results.errors import ResultsError
+from results.formats import short_run_ids
 from results.query import Filter, field_text, load_records
-from results.schema import LATENCIES, OK, MetricInfo, Record, format_rate, latency_name, metric_info
+from results.schema import (
+    HEADLINE_METRICS,
+    LATENCIES,
+    OK,
+    MetricInfo,
+    Record,
+    format_rate,
+    latency_name,
+    metric_info,
+)
 from results.stats import Summary, welch_test
-from results.table import short_run_ids
 
 HEADLINE_STATS = ("mean", "median", "p99")
-# what the table and the gate look at unless told otherwise
-HEADLINE_METRICS: tuple[str, ...] = (
-    "request_throughput",
-    "output_throughput",
-    *(latency_name(family, stat) for family in LATENCIES for stat in HEADLINE_STATS),
-)
 CONFIDENCE = 0.95
 ALPHA = 1.0 - CONFIDENCE
 # a single run cannot tell a change this small from run-to-run noise; shown, not counted

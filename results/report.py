@@ -14,9 +14,9 @@ from typing import Any
 
 from results.charts import ERROR_BARS, Chart, SvgMarkups, serving_charts
 from results.errors import ResultsError
+from results.formats import short_run_ids
 from results.rundir import PROVENANCE_FILE, read_json_object
 from results.schema import FAILED, LATENCIES, LATENCY_LABEL, NOT_RUN, OK, Record, format_rate
-from results.table import short_run_ids
 
 TITLE = "vLLM benchmark report"
 _TABLE_STATS = ("median", "p99")

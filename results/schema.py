@@ -25,6 +25,12 @@ LATENCY_LABEL = {
     "itl": "ITL",
     "e2el": "E2EL",
 }
+# what tables, comparisons and the gate look at unless told otherwise
+HEADLINE_METRICS: tuple[str, ...] = (
+    "request_throughput",
+    "output_throughput",
+    *(f"{family}_{stat}_ms" for family in LATENCIES for stat in ("mean", "median", "p99")),
+)
 _LATENCY_NAME = re.compile(
     r"^(?P<family>ttft|tpot|itl|e2el)_(?P<stat>mean|median|std|p\d+(?:\.\d+)?)_ms$"
 )

@@ -12,9 +12,9 @@ from typing import Any, NoReturn
 import click
 
 from results.errors import ResultsError
+from results.formats import render_table
 from results.records import records_from_run
 from results.rundir import load_run
-from results.table import format_table
 from runner import __version__
 from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.gpus import detect_vendor
@@ -224,7 +224,7 @@ def show_results(outcomes: list[RunOutcome]) -> None:
         except ResultsError as exc:
             click.echo(f"warning: {exc}", err=True)
     if records:
-        click.echo(format_table(records))
+        click.echo(render_table(records))
 
 
 class RunGroup(OneLineErrors, click.Group):

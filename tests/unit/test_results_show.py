@@ -23,8 +23,8 @@ from results.formats import (
 )
 from results.query import load_records
 from results.schema import SCHEMA_VERSION, Record
-from results.table import format_table
 from tests.unit.synthetic_runs import make_run
+from tests.unit.table_oracle import format_table
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CPU = "20261122-054648-tiny-llama-cpu-0a0001"

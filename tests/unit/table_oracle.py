@@ -1,31 +1,16 @@
-"""Render point records as a plain-text table, with one line per point that did not pass."""
+"""The results table as tabulate draws it: the reference bench-results' fast renderer must match."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from tabulate import tabulate
 
+from results.formats import CAPTION, short_run_ids
 from results.schema import LATENCIES, Record, format_rate
 
-# make_run_id writes <YYYYmmdd-HHMMSS>-<model>-<vendor>-<6 hex>; vendor and hash tell runs apart
-_RUN_ID = re.compile(r"^\d{8}-\d{6}-.+-(?P<vendor>[^-]+)-(?P<digest>[0-9a-f]{6})$")
 STATS = ("mean", "median", "p99")
 _STAT_LABEL = {"mean": "mean", "median": "med", "p99": "p99"}
-CAPTION = "TTFT, TPOT, ITL and E2EL columns are latencies in milliseconds (ms)"
-
-
-def short_run_ids(run_ids: Sequence[str]) -> dict[str, str]:
-    """A short, still unique, name for each run id."""
-    unique = list(dict.fromkeys(run_ids))
-    short: dict[str, str] = {}
-    for run_id in unique:
-        match = _RUN_ID.match(run_id)
-        short[run_id] = f"{match['vendor']}-{match['digest']}" if match else run_id
-    if len(set(short.values())) != len(unique):
-        return {run_id: run_id for run_id in unique}
-    return short
 
 
 def _count(value: int | None) -> str:
