@@ -156,12 +156,16 @@ def choose_executor(opts: dict[str, Any], environ: dict[str, str]) -> tuple[str,
     return "local", "auto: no Docker engine answers; running this host's vllm"
 
 
+def hf_home(environ: dict[str, str]) -> Path:
+    """The Hugging Face home: where models are downloaded and what containers mount."""
+    return Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
+
+
 def hub_settings(environ: dict[str, str]) -> HubSettings:
     """The hub and its cache, from HF_HOME, HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE."""
-    hf_home = Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
     offline = environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     return HubSettings(
-        cache_dir=hf_home / "hub",  # where the docker executor's HF_HOME mount finds it too
+        cache_dir=hf_home(environ) / "hub",  # inside the HF home the docker executor mounts
         token=environ.get("HF_TOKEN") or None,
         endpoint=environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT,
         offline=offline,
@@ -181,7 +185,6 @@ def make_executor(opts: dict[str, Any], reporter: ConsoleReporter | None = None)
     """The executor the flags ask for; environment variables are read here, at the edge."""
     deadlines = Deadlines(server_ready_s=opts["server_timeout"], point_s=opts["point_timeout"])
     if opts["executor"] == "docker":
-        hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
         return DockerExecutor(
             DockerSettings(
                 out_root=opts["out_dir"],
@@ -192,7 +195,7 @@ def make_executor(opts: dict[str, Any], reporter: ConsoleReporter | None = None)
                 shm_size=opts["shm_size"],
                 privileged=opts["privileged"],
                 keep=opts["keep"],
-                hf_cache=hf_home,  # mounted if it exists when the container is made
+                hf_cache=hf_home(dict(os.environ)),  # mounted if it exists at container start
                 hf_token=os.environ.get("HF_TOKEN") or None,
                 deadlines=deadlines,
                 base_image=opts["base_image"],
