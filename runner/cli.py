@@ -16,7 +16,6 @@ from results.formats import render_table
 from results.records import records_from_run
 from results.rundir import load_run
 from runner import __version__
-from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.gpus import detect_vendor
 from runner.errors import BenchError, PlanError, RunFailed
 from runner.executors.base import Executor, RunOutcome
@@ -42,6 +41,7 @@ from runner.plan import (
     parse_qps_list,
 )
 from runner.progress import ConsoleReporter
+from runner.rundir import EXIT_INTERRUPTED
 from runner.vendors import parse_gpus, profile_for
 
 EXECUTORS = ("auto", "local", "docker")

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__
-from runner.agent.core import JOB_SCHEMA
 from runner.plan import Point, Run, format_rate
+from runner.rundir import Job, PointJob, ServerJob, SonnetJob, raw_result
 
 TOOL_NAME = "vllm-bench-images"
 
@@ -21,6 +21,22 @@ class Deadlines:
     server_ready_s: float = 1200.0
     server_stop_s: float = 30.0
     point_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class PathMap:
+    """The run's files as the agent sees them: this host's paths, or where a container mounts them.
+
+    Computed once per run by the executor; the same map gives the container's mounts and the
+    job's command lines, so the two cannot disagree.
+    """
+
+    model: str  # what vLLM is given as the model and tokenizer
+    dataset: str | None = None  # the --dataset-path file
+
+    @classmethod
+    def host(cls, run: Run) -> PathMap:
+        return cls(model=run.model.path_or_id, dataset=run.serve.dataset_path)
 
 
 def _percentiles(values: tuple[float, ...]) -> str:
@@ -36,17 +52,23 @@ def vendor_env(run: Run) -> dict[str, str]:
     return env
 
 
-def server_argv(run: Run, vllm: str, host: str, port: int) -> list[str]:
+def server_argv(
+    run: Run, vllm: str, host: str, port: int, paths: PathMap | None = None
+) -> list[str]:
     random_data = run.serve.dataset == "random"
+    model = (paths or PathMap.host(run)).model
     return [
-        vllm, "serve", run.model.path_or_id, "--host", host, "--port", str(port),
+        vllm, "serve", model, "--host", host, "--port", str(port),
         *run.engine.args(random_data=random_data),
     ]  # fmt: skip
 
 
-def serve_point_argv(run: Run, point: Point, vllm: str, host: str, port: int) -> list[str]:
+def serve_point_argv(
+    run: Run, point: Point, vllm: str, host: str, port: int, paths: PathMap | None = None
+) -> list[str]:
     assert point.qps is not None and point.num_prompts is not None
     serve = run.serve
+    paths = paths or PathMap.host(run)
     if serve.dataset == "random":
         dataset = [
             "--dataset-name", "random",
@@ -55,10 +77,10 @@ def serve_point_argv(run: Run, point: Point, vllm: str, host: str, port: int) ->
             "--ignore-eos",
         ]  # fmt: skip
     elif serve.dataset == "sharegpt":
-        assert serve.dataset_path is not None
+        assert paths.dataset is not None
         dataset = [
             "--dataset-name", "sharegpt",
-            "--dataset-path", serve.dataset_path,
+            "--dataset-path", paths.dataset,
             "--sharegpt-output-len", str(run.output_len),
         ]  # fmt: skip
     else:  # sonnet: vLLM dropped its sonnet loader; the agent feeds the prompts as a custom set
@@ -76,8 +98,8 @@ def serve_point_argv(run: Run, point: Point, vllm: str, host: str, port: int) ->
         "--backend", "openai",
         "--base-url", f"http://{host}:{port}",
         "--endpoint", "/v1/completions",
-        "--model", run.model.path_or_id,
-        "--tokenizer", run.model.path_or_id,
+        "--model", paths.model,
+        "--tokenizer", paths.model,
         *dataset,
         "--num-prompts", str(point.num_prompts),
         "--request-rate", format_rate(point.qps),
@@ -98,11 +120,11 @@ def sonnet_prompts_file(point: Point) -> str:
     return f"data/{point.id}.sonnet.jsonl"
 
 
-def latency_argv(run: Run, vllm: str) -> list[str]:
+def latency_argv(run: Run, vllm: str, paths: PathMap | None = None) -> list[str]:
     lat = run.latency
     return [
         vllm, "bench", "latency",
-        "--model", run.model.path_or_id,
+        "--model", (paths or PathMap.host(run)).model,
         "--input-len", str(run.input_len),
         "--output-len", str(run.output_len),
         "--batch-size", str(lat.batch_size),
@@ -114,11 +136,11 @@ def latency_argv(run: Run, vllm: str) -> list[str]:
     ]  # fmt: skip
 
 
-def throughput_argv(run: Run, vllm: str) -> list[str]:
+def throughput_argv(run: Run, vllm: str, paths: PathMap | None = None) -> list[str]:
     return [
         vllm, "bench", "throughput",
         "--backend", "vllm",
-        "--model", run.model.path_or_id,
+        "--model", (paths or PathMap.host(run)).model,
         "--dataset-name", "random",
         "--random-input-len", str(run.input_len),
         "--random-output-len", str(run.output_len),
@@ -145,6 +167,25 @@ def git_commit(directory: Path | None = None) -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
+def _point_job(run: Run, point: Point, argv: list[str], deadlines: Deadlines,
+               paths: PathMap) -> PointJob:  # fmt: skip
+    sonnet = None
+    if point.scenario == "serve" and run.serve.dataset == "sonnet":
+        assert paths.dataset is not None and point.num_prompts is not None
+        sonnet = SonnetJob(paths.dataset, sonnet_prompts_file(point), point.num_prompts,
+                           run.input_len)  # fmt: skip
+    return PointJob(
+        id=point.id,
+        scenario=point.scenario,
+        argv=tuple(argv),
+        result=raw_result(point.id),
+        expected=point.num_prompts,
+        needs_server=point.scenario == "serve",
+        timeout_s=deadlines.point_s,
+        sonnet=sonnet,
+    )
+
+
 def build_job(
     run: Run,
     *,
@@ -154,49 +195,33 @@ def build_job(
     deadlines: Deadlines,
     executor: dict[str, Any],
     commit: str | None,
-) -> dict[str, Any]:
+    paths: PathMap | None = None,
+) -> Job:
     """The agent's job: every command line it runs, its environment and its deadlines."""
-    points: list[dict[str, Any]] = []
+    paths = paths or PathMap.host(run)
+    points: list[PointJob] = []
     for point in run.points():
         if point.scenario == "serve":
-            argv = serve_point_argv(run, point, vllm, host, port)
+            argv = serve_point_argv(run, point, vllm, host, port, paths)
         elif point.scenario == "latency":
-            argv = latency_argv(run, vllm)
+            argv = latency_argv(run, vllm, paths)
         else:
-            argv = throughput_argv(run, vllm)
-        entry: dict[str, Any] = {
-            "id": point.id,
-            "scenario": point.scenario,
-            "argv": argv,
-            "result": f"raw/{point.id}.json",
-            "expected": point.num_prompts,
-            "needs_server": point.scenario == "serve",
-            "timeout_s": deadlines.point_s,
-        }
-        if point.scenario == "serve" and run.serve.dataset == "sonnet":
-            assert run.serve.dataset_path is not None and point.num_prompts is not None
-            entry["sonnet"] = {
-                "source": run.serve.dataset_path,
-                "file": sonnet_prompts_file(point),
-                "num_prompts": point.num_prompts,
-                "input_len": run.input_len,
-            }
-        points.append(entry)
-    has_server = any(p["needs_server"] for p in points)
-    return {
-        "job_schema": JOB_SCHEMA,
-        "tool": {"name": TOOL_NAME, "version": __version__, "git_commit": commit},
-        "executor": executor,
-        "run": run.to_dict(),
-        "vllm": vllm,
-        "env": vendor_env(run),
-        "server": {
-            "argv": server_argv(run, vllm, host, port),
-            "health_url": f"http://{host}:{port}/health",
-            "ready_timeout_s": deadlines.server_ready_s,
-            "stop_timeout_s": deadlines.server_stop_s,
-        }
-        if has_server
-        else None,
-        "points": points,
-    }
+            argv = throughput_argv(run, vllm, paths)
+        points.append(_point_job(run, point, argv, deadlines, paths))
+    server = None
+    if any(p.needs_server for p in points):
+        server = ServerJob(
+            argv=tuple(server_argv(run, vllm, host, port, paths)),
+            health_url=f"http://{host}:{port}/health",
+            ready_timeout_s=deadlines.server_ready_s,
+            stop_timeout_s=deadlines.server_stop_s,
+        )
+    return Job(
+        run=run.to_dict(),
+        vllm=vllm,
+        points=tuple(points),
+        server=server,
+        env=vendor_env(run),
+        tool={"name": TOOL_NAME, "version": __version__, "git_commit": commit},
+        executor=executor,
+    )

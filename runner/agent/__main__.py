@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .core import EXIT_BAD_JOB, run_job
+from ..rundir import EXIT_BAD_JOB
+from .core import run_job
 from .util import Events
 
 

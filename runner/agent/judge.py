@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OK = "ok"
-FAILED = "failed"
-NOT_RUN = "not-run"
+from ..rundir import FAILED, OK
 
 
 @dataclass

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .util import error_line, tail_lines
+from ..rundir import tail_lines
+from .util import error_line
 
 POLL_S = 0.5
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
 
-from .util import atomic_write_text
+from ..rundir import SonnetJob, atomic_write_text
 
 CHARS_PER_TOKEN = 4
 INSTRUCTION = "Pick as many lines as you can from these poem lines:\n"
@@ -35,9 +34,9 @@ def build_prompts(lines: list[str], num_prompts: int, input_len: int, seed: str)
     return prompts
 
 
-def write_prompts(spec: dict[str, Any], output_len: int, work_dir: Path, seed: str) -> Path:
+def write_prompts(spec: SonnetJob, output_len: int, work_dir: Path, seed: str) -> Path:
     """Write the JSONL file a point's `--dataset-name custom` reads."""
-    source = Path(spec["source"])
+    source = Path(spec.source)
     try:
         text = source.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -45,8 +44,8 @@ def write_prompts(spec: dict[str, Any], output_len: int, work_dir: Path, seed: s
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise SonnetError(f"the sonnet file {source} has no lines")
-    prompts = build_prompts(lines, int(spec["num_prompts"]), int(spec["input_len"]), seed)
-    target = work_dir / str(spec["file"])
+    prompts = build_prompts(lines, spec.num_prompts, spec.input_len, seed)
+    target = work_dir / spec.file
     body = "".join(json.dumps({"prompt": p, "output_tokens": output_len}) + "\n" for p in prompts)
     atomic_write_text(target, body)
     return target

@@ -1,12 +1,10 @@
-"""Small helpers of the agent: atomic writes, secret redaction, log tails, JSON-line events."""
+"""Small helpers of the agent: secret redaction, the telling line of a log, JSON-line events."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -76,41 +74,6 @@ def redact_argv(argv: Iterable[str], secrets: Iterable[str] = ()) -> list[str]:
 def relevant_env(env: Mapping[str, str]) -> dict[str, str]:
     """The inherited variables that change vLLM's behaviour."""
     return {k: v for k, v in env.items() if k.startswith(RELEVANT_ENV_PREFIXES)}
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            exc.filename = str(path)  # a failed write()/fsync() names no file; say which one
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def tail_lines(path: Path, count: int = 25, max_bytes: int = 64_000) -> list[str]:
-    """The last `count` lines of a (possibly large, possibly missing) log file."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - max_bytes))
-            data = handle.read()
-    except OSError:
-        return []
-    lines = data.decode("utf-8", "replace").splitlines()
-    return [line.rstrip() for line in lines[-count:]]
 
 
 _ERROR_LINE = re.compile(

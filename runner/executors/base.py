@@ -9,8 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from runner.agent.core import EXIT_INTERRUPTED, RunDirError, finish_abandoned, partial_dir
 from runner.plan import Plan, Run
+from runner.rundir import (
+    EXIT_INTERRUPTED,
+    FAILED,
+    INTERRUPTED,
+    RunDirError,
+    RunState,
+    finish_abandoned,
+    partial_dir,
+)
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
@@ -59,11 +67,11 @@ def relay_line(line: str, on_event: EventSink) -> None:
 def read_outcome(run: Run, out_root: Path, code: int, interrupted: bool) -> RunOutcome:
     """How a run ended, from its run directory (the agent's status.json), whatever ran it."""
     run_dir = out_root / run.run_id
-    try:
-        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-        state, reason = str(status.get("status")), status.get("reason")
-    except (OSError, json.JSONDecodeError):
-        state = "interrupted" if interrupted else "failed"
+    recorded = RunState.read(run_dir)
+    if recorded is not None:
+        state, reason = recorded.status, recorded.reason
+    else:
+        state = INTERRUPTED if interrupted else FAILED
         reason = f"the agent exited with status {code} before it finished its run directory"
     if interrupted and code != EXIT_INTERRUPTED:
         code = EXIT_INTERRUPTED
@@ -101,7 +109,7 @@ def finish_unfinished(
     the unfinished directory when it cannot be finished (a disk still full).
     """
     work_dir = partial_dir(out_root, run.run_id)
-    state = "interrupted" if interrupted else "failed"
+    state = INTERRUPTED if interrupted else FAILED
     try:
         final = finish_abandoned(work_dir, reason, tail, interrupted=interrupted)
     except RunDirError as exc:

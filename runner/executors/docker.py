@@ -18,9 +18,7 @@ import requests
 from docker.utils import kwargs_from_env
 
 from runner import __version__
-from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.gpus import discover
-from runner.agent.util import atomic_write_json
 from runner.errors import BenchError, PlanError, PreflightError
 from runner.executors.base import (
     AgentWatch,
@@ -44,8 +42,9 @@ from runner.executors.container_spec import (
 from runner.images import docker_ops
 from runner.images.catalog import Variant, load_catalog
 from runner.images.render import default_tag
-from runner.jobs import Deadlines, build_job, git_commit
+from runner.jobs import Deadlines, PathMap, build_job, git_commit
 from runner.plan import Plan, Run
+from runner.rundir import EXIT_INTERRUPTED, atomic_write_json
 from runner.vendors import check_gpu_ids, check_host, profile_for
 
 CONTAINER_PORT = 8000  # the server's port inside the container's own network namespace
@@ -92,17 +91,6 @@ def reap_containers(client: docker.DockerClient, *, dry_run: bool = False) -> li
         if not dry_run:
             container.remove(force=True)
     return described
-
-
-def _replace_text(value: Any, old: str, new: str) -> Any:
-    """The job with a host path swapped for its in-container path, wherever it is a whole string."""
-    if isinstance(value, str):
-        return new if value == old else value
-    if isinstance(value, list):
-        return [_replace_text(v, old, new) for v in value]
-    if isinstance(value, dict):
-        return {k: _replace_text(v, old, new) for k, v in value.items()}
-    return value
 
 
 def container_end_reason(state: Mapping[str, Any], code: int, interrupted: bool = False) -> str:
@@ -294,21 +282,23 @@ class DockerExecutor:
             tool_version=__version__,
         )
 
+    def _paths(self, run: Run) -> PathMap:
+        """The model and dataset as the container sees them (the mounts build_spec makes)."""
+        local = run.model.local_path
+        model = run.model.path_or_id
+        if local:
+            model = in_hf_cache(Path(local), self._hf_cache()) or container_model_dir(Path(local))
+        dataset = run.serve.dataset_path
+        return PathMap(model, container_dataset_path(Path(dataset)) if dataset else None)
+
     def _job(self, run: Run, spec: ContainerSpec) -> dict[str, Any]:
         job = build_job(
             run, vllm="vllm", host="127.0.0.1", port=CONTAINER_PORT,
             deadlines=self.settings.deadlines,
             executor={"name": self.name, "image": spec.image, "container": spec.redacted()},
-            commit=self._commit,
+            commit=self._commit, paths=self._paths(run),
         )  # fmt: skip
-        local = run.model.local_path
-        if local:
-            inside = in_hf_cache(Path(local), self._hf_cache()) or container_model_dir(Path(local))
-            job = _replace_text(job, local, inside)
-        if run.serve.dataset_path:
-            dataset = run.serve.dataset_path
-            job = _replace_text(job, dataset, container_dataset_path(Path(dataset)))
-        return dict(job)
+        return job.to_dict()
 
     def _hf_cache(self) -> Path | None:
         """The host's HF cache to mount, looked at now: a model download may just have made it."""

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.agent.core import EXIT_INTERRUPTED
 from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
 from runner.executors.base import (
@@ -28,6 +27,7 @@ from runner.executors.base import (
 from runner.jobs import Deadlines, build_job, git_commit, server_argv, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_flags, check_gpus, check_port, find_vllm, free_port
+from runner.rundir import EXIT_INTERRUPTED, Job
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class LocalExecutor:
                     warnings.append(warning)
         return warnings
 
-    def _job(self, run: Run, vllm: str, port: int) -> dict[str, object]:
+    def _job(self, run: Run, vllm: str, port: int) -> Job:
         return build_job(
             run,
             vllm=vllm,
@@ -108,15 +108,12 @@ class LocalExecutor:
             lines.append(f"# run {run.run_id} -> {self.settings.out_root / run.run_id}")
             lines.append("# environment added to every command (besides the inherited one):")
             lines += [f"export {k}={shlex.quote(v)}" for k, v in redact_env(env, secrets).items()]
-            server = job["server"]
-            if isinstance(server, dict):
-                lines.append(f"# server (ready when {server['health_url']} answers 200):")
-                lines.append(shlex.join(redact_argv(server["argv"], secrets)))
-            points = job["points"]
-            assert isinstance(points, list)
-            for point in points:
-                lines.append(f"# point {point['id']}:")
-                lines.append(shlex.join(redact_argv(point["argv"], secrets)))
+            if job.server is not None:
+                lines.append(f"# server (ready when {job.server.health_url} answers 200):")
+                lines.append(shlex.join(redact_argv(job.server.argv, secrets)))
+            for point in job.points:
+                lines.append(f"# point {point.id}:")
+                lines.append(shlex.join(redact_argv(point.argv, secrets)))
             lines.append("")
         return "\n".join(lines)
 
@@ -131,7 +128,7 @@ class LocalExecutor:
                 break
         return outcomes
 
-    def _execute_one(self, run: Run, job: dict[str, object], on_event: EventSink) -> RunOutcome:
+    def _execute_one(self, run: Run, job: Job, on_event: EventSink) -> RunOutcome:
         out_root = self.settings.out_root.resolve()
         argv = [sys.executable, "-m", "runner.agent", "--job", "-", "--out-root", str(out_root)]
         # A session of its own: Ctrl-C reaches bench-run, which tells the agent to wind down,
@@ -145,7 +142,8 @@ class LocalExecutor:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(job))  # on stdin: secrets in --env never touch the disk
+        # On stdin: secrets in --env never touch the disk.
+        proc.stdin.write(json.dumps(job.to_dict()))
         proc.stdin.close()
         interrupted = False
         watched = AgentWatch(on_event)

@@ -37,7 +37,10 @@ def shim_script() -> Path:
 def agent_sources() -> dict[str, Path]:
     """The agent's files by their path in the build context's `bench/` (runner/ + runner/agent)."""
     runner_dir = _HERE.parent
-    files = {"runner/__init__.py": runner_dir / "__init__.py"}
+    files = {
+        "runner/__init__.py": runner_dir / "__init__.py",
+        "runner/rundir.py": runner_dir / "rundir.py",  # the run-directory contract
+    }
     for path in sorted((runner_dir / "agent").glob("*.py")):
         files[f"runner/agent/{path.name}"] = path
     return files

@@ -24,8 +24,6 @@ from runner.agent.gpus import (
     parse_rocm_smi,
 )
 from runner.agent.judge import (
-    FAILED,
-    OK,
     judge_latency,
     judge_point,
     judge_serve,
@@ -34,17 +32,16 @@ from runner.agent.judge import (
 from runner.agent.provenance import interpreter_of
 from runner.agent.util import (
     REDACTED,
-    atomic_write_json,
     error_line,
     is_secret_name,
     redact_argv,
     redact_env,
     secret_values,
-    tail_lines,
 )
 from runner.errors import PreflightError
 from runner.plan import EngineConfig, ModelRef, Plan, Run
 from runner.preflight import check_gpus, check_port, find_vllm
+from runner.rundir import FAILED, OK, atomic_write_json, tail_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "vllm-0.32.0-cpu"

@@ -11,12 +11,18 @@ from typing import Any
 import pytest
 
 from results.rundir import load_run
-from runner.agent.core import RunDirError, finish_abandoned, partial_dir
-from runner.agent.judge import FAILED, NOT_RUN, OK
-from runner.agent.util import atomic_write_json
 from runner.executors.docker import container_end_reason, image_event_line
 from runner.executors.local import LocalExecutor, LocalSettings
 from runner.plan import EngineConfig, LatencyParams, ModelRef, Run
+from runner.rundir import (
+    FAILED,
+    NOT_RUN,
+    OK,
+    RunDirError,
+    atomic_write_json,
+    finish_abandoned,
+    partial_dir,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENCY_OUTPUT = ROOT / "tests" / "fixtures" / "vllm-0.32.0-cpu" / "latency.json"

@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 
-from runner.agent.core import partial_dir, write_error_reason
-from runner.agent.judge import OK
-from runner.agent.util import atomic_write_json
 from runner.executors.local import LocalExecutor, LocalSettings
 from runner.plan import EngineConfig, LatencyParams, ModelRef, Run
+from runner.rundir import OK, Job, atomic_write_json, partial_dir, write_error_reason
 from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +109,7 @@ def test_a_run_that_fills_the_disk_ends_in_one_line(small_disk: Path) -> None:
     }  # fmt: skip
     events: list[dict[str, Any]] = []
     outcome = LocalExecutor(LocalSettings(out_root=small_disk))._execute_one(
-        run, job, events.append
+        run, Job.from_dict(job), events.append
     )
 
     work = partial_dir(small_disk, RUN_ID)

@@ -28,6 +28,7 @@ from runner.plan import (
     ServeParams,
     ThroughputParams,
 )
+from runner.rundir import Job
 
 VLLM = "/opt/venv/bin/vllm"
 HOST = "127.0.0.1"
@@ -244,7 +245,8 @@ def test_build_job(model: ModelRef) -> None:
         deadlines=deadlines,
         executor={"name": "local"},
         commit="abc123",
-    )
+    ).to_dict()
+    assert Job.from_dict(job).to_dict() == job  # the agent reads back exactly what was built
     assert job["job_schema"] == 1
     assert job["tool"] == {"name": TOOL_NAME, "version": __version__, "git_commit": "abc123"}
     assert job["executor"] == {"name": "local"}
@@ -293,7 +295,7 @@ def test_build_job_without_serve_has_no_server(model: ModelRef) -> None:
         deadlines=Deadlines(),
         executor={},
         commit=None,
-    )
+    ).to_dict()
     assert job["server"] is None
     assert [p["id"] for p in job["points"]] == ["latency"]
     assert job["points"][0]["needs_server"] is False
@@ -309,7 +311,8 @@ def test_build_job_sonnet_entry(model: ModelRef) -> None:
     )
     job = build_job(
         run, vllm=VLLM, host=HOST, port=PORT, deadlines=Deadlines(), executor={}, commit=None
-    )
+    ).to_dict()
+    assert Job.from_dict(job).to_dict() == job
     assert job["points"][0]["sonnet"] == {
         "source": "/s.txt",
         "file": "data/serve-qps2.sonnet.jsonl",
