@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from runner.cli import choose_executor, main
+from runner.cli import main
+from runner.entry import choose_executor
+from runner.request import RunRequest
 
 PLAN_ERROR = 2
 PREFLIGHT_ERROR = 1
@@ -289,20 +291,8 @@ def test_flags_without_a_command_run_a_benchmark(model_dir: Path, out_dir: Path)
     assert "vllm serve" in plain.stdout and "vllm serve" in named.stdout
 
 
-def _auto_opts(**given: object) -> dict[str, object]:
-    opts: dict[str, object] = {"executor": "auto", "vllm_path": None, "port": None}
-    opts.update(
-        {
-            flag: None
-            for flag in (
-                "image", "gpus", "cpus", "shm_size", "base_image", "wheelhouse",
-                "pip_extra_index_url",
-            )
-        }
-    )  # fmt: skip
-    opts.update({"privileged": False, "keep": False})
-    opts.update(given)
-    return opts
+def _auto_opts(**given: object) -> RunRequest:
+    return RunRequest.from_options({"model": "org/model", **given})
 
 
 def test_auto_executor_is_local_without_an_engine(tmp_path: Path) -> None:
@@ -340,3 +330,50 @@ def test_dry_run_docker_uses_the_vendor_default_image(model_dir: Path, out_dir: 
     assert "executor: docker" in result.stderr
     assert "image cpu-vllm-openai (the cpu default" in result.stderr
     assert '"image": "cpu-vllm-openai"' in result.stdout or "cpu-vllm-openai" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("vendor", "image", "its_vendor"),
+    [
+        ("nvidia", "rocm-amd", "amd"),
+        ("amd", "cuda-vllm-openai", "nvidia"),
+        ("cpu", "rocm-pip", "amd"),
+    ],
+)
+def test_a_variant_of_another_vendor_is_refused(
+    model_dir: Path, out_dir: Path, vendor: str, image: str, its_vendor: str
+) -> None:
+    # an NVIDIA GPU request on a ROCm image would start and fail on the GPU; refuse it first
+    result = invoke(
+        ["--vendor", vendor, "--model", str(model_dir), "--image", image, "--dry-run"], out_dir
+    )
+    assert_one_error_line(result, 2, f"--image {image} is a {its_vendor} image", vendor)
+    assert not out_dir.exists()
+
+
+def test_the_vendor_default_image_matches_the_vendor(model_dir: Path, out_dir: Path) -> None:
+    for vendor in ("nvidia", "amd", "cpu"):
+        result = cli_runner().invoke(
+            main,
+            ["--vendor", vendor, "--model", str(model_dir), "--input-len", "64", "--dry-run",
+             "--executor", "docker", "--out", str(out_dir)],
+            catch_exceptions=False,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+
+
+def test_request_fields_are_the_run_command_options() -> None:
+    # one name per flag: the click options and the typed request cannot drift apart
+    from dataclasses import fields
+
+    from runner.cli.run import run
+
+    options = {p.name for p in run.params if p.name != "verbose"}
+    assert options == {f.name for f in fields(RunRequest)}
+
+
+def test_an_unknown_request_key_is_named() -> None:
+    from runner.errors import PlanError
+
+    with pytest.raises(PlanError, match="--no-such-option"):
+        RunRequest.from_options({"model": "org/m", "no_such_option": 1})

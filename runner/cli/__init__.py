@@ -1,0 +1,76 @@
+"""`bench-run`: `bench-run [run] FLAGS` benchmarks vLLM; `bench-run cleanup` reaps containers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from runner import __version__
+from runner.cli.run import run
+from runner.errors import BenchError
+from runner.executors.docker import connect as docker_connect
+from runner.executors.docker import reap_containers
+from runner.rundir import EXIT_INTERRUPTED
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class OneLineErrors(click.Command):
+    """Usage errors and BenchErrors end as one line on stderr, never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(2)
+        except click.UsageError as exc:
+            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
+            _fail(f"{exc.format_message()}{hint}", 2)
+        except click.exceptions.Abort:
+            _fail("aborted", EXIT_INTERRUPTED)
+        except BenchError as exc:
+            _fail(str(exc), exc.exit_code)
+
+
+class RunGroup(OneLineErrors, click.Group):
+    """`bench-run FLAGS` is `bench-run run FLAGS`; other commands are named first."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (
+            args[0] not in self.commands and args[0] not in ("-h", "--help", "--version")
+        ):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=RunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bench-run")
+def main() -> None:
+    """Benchmark vLLM on NVIDIA, AMD or CPU: `bench-run [run] FLAGS`; `bench-run cleanup`."""
+
+
+@main.command("cleanup")
+@click.option("--dry-run", is_flag=True, help="list the containers, remove nothing")
+def cleanup(dry_run: bool) -> None:
+    """Remove the containers earlier runs left behind (found by their vllm-bench label).
+
+    Every container the docker executor made is removed, running or not: a run still in
+    progress elsewhere on this engine is stopped too.
+    """
+    client = docker_connect(dict(os.environ))
+    found = reap_containers(client, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for line in found:
+        click.echo(f"{verb} {line}")
+    click.echo(f"{verb} {len(found)} container(s)", err=True)
+
+
+main.add_command(run)

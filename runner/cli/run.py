@@ -1,0 +1,254 @@
+"""`bench-run run`: the flags of a benchmark, handed to runner.entry; then the run and its table."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from results.errors import ResultsError
+from results.model.records import records_from_run
+from results.model.rundir import load_run
+from results.render.formats import render_table
+from runner.entry import HostSettings, prepare
+from runner.errors import RunFailed
+from runner.executors.base import RunOutcome
+from runner.models import DEFAULT_EXCLUDE
+from runner.progress import ConsoleReporter
+from runner.request import RunRequest
+from runner.rundir import EXIT_INTERRUPTED, OK
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def show_results(outcomes: list[RunOutcome]) -> None:
+    records = []
+    for outcome in outcomes:
+        try:
+            records += records_from_run(load_run(outcome.run_dir))
+        except ResultsError as exc:
+            click.echo(f"warning: {exc}", err=True)
+    if records:
+        click.echo(render_table(records))
+
+
+def _execute(prepared_executor: Any, plan: Any, reporter: ConsoleReporter) -> list[RunOutcome]:
+    """Run the plan; Ctrl-C and SIGTERM reach the executor as KeyboardInterrupt."""
+    # Explicit handlers: a bench-run started in the background (SIGINT ignored) still stops
+    # cleanly on `kill -INT`, and SIGTERM (CI, a scheduler) is treated like Ctrl-C.
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        outcomes: list[RunOutcome] = prepared_executor.execute(plan, reporter)
+    finally:
+        reporter.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return outcomes
+
+
+@click.command("run", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--vendor",
+    help="nvidia, amd or cpu (default: detect with nvidia-smi, then amd-smi / rocm-smi, else cpu)",
+)
+@click.option("--model", required=True, help="Hugging Face repo id, or a local model directory")
+@click.option("--revision", help="hub model: a branch, tag or commit (default: main)")
+@click.option(
+    "--hf-include",
+    multiple=True,
+    metavar="PATTERN",
+    help="hub model: download only the files matching; repeatable (default: all)",
+)
+@click.option(
+    "--hf-exclude",
+    multiple=True,
+    default=DEFAULT_EXCLUDE,
+    show_default=True,
+    metavar="PATTERN",
+    help="hub model: skip the files matching; repeatable; '' skips nothing",
+)
+@click.option(
+    "--no-download",
+    is_flag=True,
+    help="hub model: take it from the HF cache only; fail if it is not there",
+)
+@click.option(
+    "--scenario", multiple=True, help="serve, latency or throughput; repeatable (default: serve)"
+)
+@click.option(
+    "--qps",
+    default="1,3,5,7,9",
+    show_default=True,
+    help="serving request rates, comma-separated; `inf` sends all at once",
+)
+@click.option(
+    "--seconds-per-point",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="prompts per serving point = this x QPS",
+)
+@click.option(
+    "--num-prompts",
+    type=int,
+    help="prompts per serving point (overrides --seconds-per-point); throughput: 1000",
+)
+@click.option("--max-concurrency", type=int, help="cap on requests in flight while serving")
+@click.option("--dataset", default="random", show_default=True, help="random, sonnet or sharegpt")
+@click.option("--dataset-path", help="the sonnet text or ShareGPT JSON file")
+@click.option("--input-len", type=int, default=1024, show_default=True, help="prompt tokens")
+@click.option("--output-len", type=int, default=128, show_default=True, help="output tokens")
+@click.option(
+    "--percentiles", default="50,90,99", show_default=True, help="latency percentiles to report"
+)
+@click.option(
+    "--batch-size", type=int, default=8, show_default=True, help="latency: prompts per batch"
+)
+@click.option(
+    "--iters", type=int, default=10, show_default=True, help="latency: measured iterations"
+)
+@click.option(
+    "--warmup-iters", type=int, default=3, show_default=True, help="latency: warm-up iterations"
+)
+@click.option("--tp", type=int, default=1, show_default=True, help="tensor parallel size")
+@click.option("--dtype", help="model dtype (auto, float16, bfloat16, ...)")
+@click.option("--quantization", help="quantization method (fp8, gptq, awq, ...)")
+@click.option("--kv-cache-dtype", help="KV cache dtype (auto, fp8, ...)")
+@click.option("--max-model-len", type=int, help="context length")
+@click.option("--max-num-seqs", type=int, help="sequences per engine step")
+@click.option("--max-num-batched-tokens", type=int, help="tokens per engine step")
+@click.option("--gpu-memory-utilization", type=float, help="fraction of GPU memory for vLLM")
+@click.option(
+    "--chunked-prefill/--no-chunked-prefill",
+    default=None,
+    help="chunked prefill on/off (default: vLLM's)",
+)
+@click.option(
+    "--prefix-caching/--no-prefix-caching",
+    default=None,
+    help="prefix caching on/off (default: off for random prompts, else vLLM's)",
+)
+@click.option(
+    "--engine-arg",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="any other vLLM engine flag; KEY alone for a switch; repeatable",
+)
+@click.option(
+    "--env", multiple=True, metavar="NAME=VALUE", help="environment variable for vLLM; repeatable"
+)
+@click.option(
+    "--executor",
+    default="auto",
+    show_default=True,
+    envvar="BENCH_EXECUTOR",
+    help="where vLLM runs: docker, local (this host's vllm), or auto: docker when --image is "
+    "given or a Docker engine answers, else local  [env: BENCH_EXECUTOR]",
+)
+@click.option(
+    "--pull", default="missing", show_default=True, help="docker: always, missing or never"
+)
+@click.option("--gpus", help="docker: GPU ids such as 0,1 (default: all)")
+@click.option("--cpus", help="docker: a cpuset such as 0-7 for the container")
+@click.option("--shm-size", help="docker: the container's /dev/shm (default 16g, CPU 4g)")
+@click.option("--privileged", is_flag=True, help="docker: run the container privileged")
+@click.option("--keep", is_flag=True, help="docker: keep the container afterwards, for debugging")
+@click.option(
+    "--base-image",
+    help="docker, building a catalog variant: the image to build FROM instead of the catalog's",
+)
+@click.option(
+    "--wheelhouse",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="docker, building a wheelhouse variant: the wheels to install offline",
+)
+@click.option(
+    "--pip-extra-index-url",
+    help="docker, building a pip variant: a wheel index beside PyPI",
+)
+@click.option(
+    "--image", help="catalog variant (bench-images list) or image for container executors"
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="where run directories are written",
+)
+@click.option("--vllm", "vllm_path", help="the vllm executable (default: the one on PATH)")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="address the server listens on"
+)
+@click.option("--port", type=int, help="server port (default: a free one)")
+@click.option(
+    "--server-timeout",
+    type=float,
+    default=1200.0,
+    show_default=True,
+    help="seconds to wait for the server's /health",
+)
+@click.option(
+    "--point-timeout",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="seconds one benchmark point may take",
+)
+@click.option(
+    "--skip-flag-check", is_flag=True, help="do not let vLLM's parser check the engine flags first"
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="print every command and variable the agent would use; run nothing",
+)
+@click.option("-v", "--verbose", is_flag=True, help="show every agent event")
+def run(verbose: bool, **options: Any) -> None:
+    """Benchmark vLLM: a serving sweep over request rates, and offline latency and throughput.
+
+    \b
+    Example:
+      bench-run --vendor cpu --model ./tiny --qps 1,3 --num-prompts 20 \\
+        --scenario serve --scenario latency
+    """
+    request = RunRequest.from_options(options)
+    reporter = ConsoleReporter(verbose=verbose)
+    prepared = prepare(
+        request,
+        HostSettings.from_environ(dict(os.environ)),
+        on_image_event=reporter,
+        note=lambda text: click.echo(text, err=True),
+    )
+    if prepared.why:
+        click.echo(f"executor: {prepared.executor_name} ({prepared.why})", err=True)
+    executor, plan = prepared.executor, prepared.plan
+    if request.dry_run:
+        click.echo(executor.describe(plan))
+        return
+    try:
+        warnings = executor.preflight(plan, lambda text: reporter.note(text, "dim"))
+    finally:
+        reporter.close()  # a pull or build bar ends here, even when preflight fails
+    for warning in warnings:
+        reporter.note(f"warning: {warning}", "yellow")
+    outcomes = _execute(executor, plan, reporter)
+    show_results(outcomes)
+    interrupted = [o for o in outcomes if o.exit_code == EXIT_INTERRUPTED]
+    if interrupted:
+        click.echo(f"error: interrupted; what ran is saved in {interrupted[0].run_dir}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    failed = [o for o in outcomes if o.status != OK]
+    if failed:
+        first = failed[0]
+        raise RunFailed(f"run {first.run_id} {first.status}: {first.reason} (see {first.run_dir})")

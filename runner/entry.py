@@ -1,0 +1,264 @@
+"""The one library entry point: a RunRequest becomes a validated plan and the executor to run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import PlanError
+from runner.executors.base import EventSink, Executor
+from runner.executors.docker import DockerExecutor, DockerSettings
+from runner.executors.local import LocalExecutor, LocalSettings
+from runner.images import docker_ops
+from runner.images.catalog import Catalog, load_catalog, resolve_image_choice
+from runner.jobs import Deadlines
+from runner.models import DEFAULT_ENDPOINT, HubSettings, ModelFetch, resolve_plan
+from runner.plan import (
+    EngineConfig,
+    LatencyParams,
+    ModelRef,
+    Plan,
+    Run,
+    ServeParams,
+    ThroughputParams,
+    make_run_id,
+    parse_engine_args,
+    parse_env,
+    parse_percentiles,
+    parse_qps_list,
+)
+from runner.request import RunRequest
+from runner.vendors import detect_vendor, parse_gpus, profile_for
+
+Note = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """What the environment says, read once at the edge: the HF home, the hub, the engine."""
+
+    hf_home: Path  # where models are downloaded and what containers mount
+    hub: HubSettings
+    environ: Mapping[str, str]
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> HostSettings:
+        home = Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
+        offline = environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        hub = HubSettings(
+            cache_dir=home / "hub",  # inside the HF home the docker executor mounts
+            token=environ.get("HF_TOKEN") or None,
+            endpoint=environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT,
+            offline=offline,
+        )
+        return cls(hf_home=home, hub=hub, environ=dict(environ))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A plan validated once, the executor that runs it, and why that executor was chosen."""
+
+    plan: Plan
+    executor: Executor
+    executor_name: str
+    why: str  # empty when the executor was named
+
+
+def engine_answers(environ: Mapping[str, str]) -> bool:
+    """True if a Docker engine answers at DOCKER_HOST (or the default socket)."""
+    try:
+        docker_ops.connect(dict(environ))
+    except docker_ops.DockerError:
+        return False
+    return True
+
+
+def choose_executor(request: RunRequest, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The executor `--executor auto` means here, and why (empty when it was named)."""
+    if request.executor != "auto":
+        return request.executor, ""
+    container_flags = request.container_flags()
+    if container_flags:
+        return "docker", f"auto: {', '.join(container_flags)} given"
+    if request.vllm_path or request.port is not None:
+        return "local", "auto: --vllm/--port name this host's vLLM"
+    if engine_answers(environ):
+        return "docker", "auto: a Docker engine answers; --executor local uses this host's vllm"
+    return "local", "auto: no Docker engine answers; running this host's vllm"
+
+
+def _dataset_path(request: RunRequest) -> str | None:
+    if request.dataset_path is None:
+        return None
+    resolved = Path(request.dataset_path).expanduser().resolve()
+    if not resolved.is_file():
+        raise PlanError(f"--dataset-path {request.dataset_path}: no such file")
+    return str(resolved)
+
+
+@dataclass(frozen=True)
+class _RunParts:
+    """Everything of a Run but its image, validated: the image waits for the executor choice."""
+
+    vendor: str
+    model: ModelRef
+    engine: EngineConfig
+    serve: ServeParams
+    scenarios: tuple[str, ...]
+
+
+def _run_parts(request: RunRequest) -> _RunParts:
+    model = ModelRef.resolve(request.model)
+    engine = EngineConfig(
+        tp=request.tp,
+        dtype=request.dtype,
+        quantization=request.quantization,
+        kv_cache_dtype=request.kv_cache_dtype,
+        max_model_len=request.max_model_len,
+        max_num_seqs=request.max_num_seqs,
+        max_num_batched_tokens=request.max_num_batched_tokens,
+        gpu_memory_utilization=request.gpu_memory_utilization,
+        chunked_prefill=request.chunked_prefill,
+        prefix_caching=request.prefix_caching,
+        extra_args=parse_engine_args(request.engine_arg),
+    )
+    serve = ServeParams(
+        qps=parse_qps_list(request.qps),
+        seconds_per_point=None if request.num_prompts is not None else request.seconds_per_point,
+        num_prompts=request.num_prompts,
+        max_concurrency=request.max_concurrency,
+        dataset=request.dataset,
+        dataset_path=_dataset_path(request),
+        percentiles=parse_percentiles(request.percentiles),
+    )
+    vendor = request.vendor or detect_vendor()
+    profile_for(vendor)  # an unknown vendor: one line naming the known ones
+    scenarios = tuple(dict.fromkeys(request.scenario or ("serve",)))
+    return _RunParts(vendor, model, engine, serve, scenarios)
+
+
+def _build_run(request: RunRequest, parts: _RunParts, image: str | None) -> Run:
+    return Run(
+        run_id=make_run_id(parts.model, parts.vendor, parts.engine),
+        vendor=parts.vendor,
+        model=parts.model,
+        engine=parts.engine,
+        scenarios=parts.scenarios,
+        serve=parts.serve,
+        latency=LatencyParams(
+            batch_size=request.batch_size, iters=request.iters, warmup_iters=request.warmup_iters
+        ),
+        throughput=ThroughputParams(num_prompts=request.num_prompts or 1000),
+        input_len=request.input_len,
+        output_len=request.output_len,
+        env=parse_env(request.env),
+        image=image,
+    )
+
+
+def check_image_vendor(image: str, vendor: str, catalog: Catalog) -> None:
+    """A catalog variant is built for one vendor: refuse running another vendor's on it."""
+    if image not in catalog:
+        return  # an outside image says nothing of its vendor until it runs
+    variant = catalog[image]
+    if variant.vendor != vendor:
+        raise PlanError(
+            f"--image {image} is a {variant.vendor} image, but the run is for --vendor {vendor}: "
+            f"choose a {vendor} variant (bench-images list) or --vendor {variant.vendor}"
+        )
+
+
+def _image_for(request: RunRequest, vendor: str, executor: str) -> tuple[str | None, str]:
+    """The image a container run uses (the vendor's default when none is given), and a note."""
+    if executor == "local":
+        return None, ""
+    catalog = load_catalog()
+    note = ""
+    image = request.image
+    if not image:
+        image = profile_for(vendor).default_image
+        note = f", image {image} (the {vendor} default; see --image)"
+    image = resolve_image_choice(image, catalog)
+    check_image_vendor(image, vendor, catalog)
+    return image, note
+
+
+def make_executor(
+    request: RunRequest,
+    name: str,
+    image: str | None,
+    host: HostSettings,
+    on_image_event: EventSink | None = None,
+) -> Executor:
+    """The executor named, configured from the request and the host's settings."""
+    deadlines = Deadlines(server_ready_s=request.server_timeout, point_s=request.point_timeout)
+    if name == "docker":
+        assert image is not None  # _image_for gives every container run an image
+        return DockerExecutor(
+            DockerSettings(
+                out_root=request.out_dir,
+                image=image,
+                pull=request.pull,
+                gpus=parse_gpus(request.gpus) if request.gpus else (),
+                cpus=request.cpus,
+                shm_size=request.shm_size,
+                privileged=request.privileged,
+                keep=request.keep,
+                hf_cache=host.hf_home,  # mounted if it exists at container start
+                hf_token=host.hub.token,
+                deadlines=deadlines,
+                base_image=request.base_image,
+                wheelhouse=request.wheelhouse,
+                pip_extra_index_url=request.pip_extra_index_url,
+            ),
+            on_image_event=on_image_event,
+        )
+    request.check_local()
+    return LocalExecutor(
+        LocalSettings(
+            out_root=request.out_dir,
+            vllm=request.vllm_path,
+            host=request.host,
+            port=request.port,
+            deadlines=deadlines,
+            check_flags=not request.skip_flag_check,
+        )
+    )
+
+
+def model_fetch(request: RunRequest) -> ModelFetch:
+    return ModelFetch(
+        revision=request.revision,
+        include=tuple(request.hf_include),
+        exclude=tuple(p for p in request.hf_exclude if p),  # --hf-exclude '' excludes nothing
+        download=not request.no_download,
+    )
+
+
+def prepare(
+    request: RunRequest,
+    host: HostSettings,
+    *,
+    on_image_event: EventSink | None = None,
+    note: Note | None = None,
+) -> Prepared:
+    """Validate the request once, choose the executor, resolve the model; start nothing.
+
+    Every PlanError (bad input, exit 2) comes before any engine is asked or model downloaded;
+    a gated or missing hub model fails here too, before any server or container starts.
+    """
+    request.check()
+    parts = _run_parts(request)
+    name, why = choose_executor(request, host.environ)
+    image, image_note = _image_for(request, parts.vendor, name)
+    plan = Plan(runs=(_build_run(request, parts, image),))
+    executor = make_executor(request, name, image, host, on_image_event)
+    plan = resolve_plan(
+        plan, model_fetch(request), host.hub, dry_run=request.dry_run, note=note or _quiet
+    )
+    return Prepared(plan, executor, name, why + image_note if why else image_note.lstrip(", "))
+
+
+def _quiet(text: str) -> None:
+    """Notes nobody asked to see."""
