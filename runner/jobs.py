@@ -186,6 +186,22 @@ def _point_job(run: Run, point: Point, argv: list[str], deadlines: Deadlines,
     )
 
 
+def run_record(run: Run, paths: PathMap) -> dict[str, Any]:
+    """run.json as the agent sees the run: the model and dataset at the paths it reads them from.
+
+    No host path reaches a container's job; the host's paths are in provenance's mounts.
+    """
+    data = run.to_dict()
+    local = run.model.local_path
+    if local is not None and paths.model != local:
+        data["model"]["local_path"] = paths.model
+        if data["model"]["source"] == local:
+            data["model"]["source"] = paths.model
+    if paths.dataset != run.serve.dataset_path:
+        data["serve"]["dataset_path"] = paths.dataset
+    return data
+
+
 def build_job(
     run: Run,
     *,
@@ -217,7 +233,7 @@ def build_job(
             stop_timeout_s=deadlines.server_stop_s,
         )
     return Job(
-        run=run.to_dict(),
+        run=run_record(run, paths),
         vllm=vllm,
         points=tuple(points),
         server=server,

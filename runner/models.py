@@ -88,72 +88,92 @@ def _transport_error(exc: BaseException) -> httpx2.TransportError | None:
     return None
 
 
-def _hub_error(exc: Exception, repo: str, fetch: ModelFetch, hub: HubSettings) -> PreflightError:
-    """One line saying what went wrong with the hub or the cache, and what to do about it."""
-    cache = hub.cache_dir
+def _repo_problem(exc: Exception, repo: str, fetch: ModelFetch, hub: HubSettings) -> str | None:
+    """What the hub said of the repository itself: gated, missing, no such revision, disabled."""
     page = f"{hub.endpoint.rstrip('/')}/{repo}"
-    token_hint = (
-        "the HF_TOKEN given cannot read it" if hub.token else "set HF_TOKEN to a token that can"
-    )
     if isinstance(exc, GatedRepoError):  # before RepositoryNotFoundError: a subclass of it
         held = " (the HF_TOKEN given has not been granted access yet)" if hub.token else ""
-        return PreflightError(
-            f"model {repo} is gated: accept its licence on {page} and set HF_TOKEN{held}"
-        )
+        return f"model {repo} is gated: accept its licence on {page} and set HF_TOKEN{held}"
     if isinstance(exc, RepositoryNotFoundError):
-        return PreflightError(
+        token_hint = (
+            "the HF_TOKEN given cannot read it" if hub.token else "set HF_TOKEN to a token that can"
+        )
+        return (
             f"model {repo} is not on {hub.endpoint}, or is private: check --model, or {token_hint}"
         )
     if isinstance(exc, RevisionNotFoundError):
-        return PreflightError(
+        return (
             f"model {repo} has no revision {fetch.revision or 'main'}: check --revision "
             "(a branch, a tag or a commit hash)"
         )
     if isinstance(exc, DisabledRepoError):
-        return PreflightError(f"model {repo} is disabled on {hub.endpoint}: choose another model")
-    if isinstance(exc, LocalEntryNotFoundError):
-        forbids = (
-            ("HF_HUB_OFFLINE=1", "unset HF_HUB_OFFLINE")
-            if hub.offline
-            else ("--no-download", "drop --no-download")
-            if not fetch.download
-            else None
+        return f"model {repo} is disabled on {hub.endpoint}: choose another model"
+    return None
+
+
+def _cache_problem(
+    exc: LocalEntryNotFoundError, repo: str, fetch: ModelFetch, hub: HubSettings
+) -> str | None:
+    """The cache lacks the model and a setting forbids downloading it; None if none forbids."""
+    if hub.offline:
+        forbids = ("HF_HUB_OFFLINE=1", "unset HF_HUB_OFFLINE")
+    elif not fetch.download:
+        forbids = ("--no-download", "drop --no-download")
+    else:
+        return None
+    what = (
+        f"the cached snapshot of {repo} in {hub.cache_dir} is incomplete"
+        if isinstance(exc, IncompleteSnapshotError)
+        else f"{repo} is not in the HF cache at {hub.cache_dir}"
+    )
+    return (
+        f"{what} and {forbids[0]} forbids downloading: {forbids[1]} to download it "
+        "first, or give a local directory to --model"
+    )
+
+
+def _disk_problem(exc: Exception, repo: str, cache: Path) -> str | None:
+    """A full or unwritable HF cache."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left in the HF cache at {cache} while downloading {repo}: free some, "
+            "or point HF_HOME at a larger disk"
         )
-        if forbids is not None:
-            what = (
-                f"the cached snapshot of {repo} in {cache} is incomplete"
-                if isinstance(exc, IncompleteSnapshotError)
-                else f"{repo} is not in the HF cache at {cache}"
-            )
-            return PreflightError(
-                f"{what} and {forbids[0]} forbids downloading: {forbids[1]} to download it "
-                "first, or give a local directory to --model"
-            )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"cannot write the HF cache at {cache} ({exc.strerror}): fix its permissions, or "
+            "point HF_HOME at a writable directory"
+        )
+    return None
+
+
+def _hub_error(exc: Exception, repo: str, fetch: ModelFetch, hub: HubSettings) -> PreflightError:
+    """One line saying what went wrong with the hub or the cache, and what to do about it."""
+    problem = _repo_problem(exc, repo, fetch, hub)
+    if problem is None and isinstance(exc, LocalEntryNotFoundError):
+        problem = _cache_problem(exc, repo, fetch, hub)
         # The hub failed and the cache could not stand in: the hub's failure is the news.
-        if isinstance(exc.__cause__, HfHubHTTPError):
+        if problem is None and isinstance(exc.__cause__, HfHubHTTPError):
             return _hub_error(exc.__cause__, repo, fetch, hub)
+    if problem is not None:
+        return PreflightError(problem)
     transport = _transport_error(exc)
     if transport is not None:
         reason = _one_line(str(transport)) or type(transport).__name__
         return PreflightError(
             f"cannot reach {hub.endpoint} to download {repo} ({reason}), and the HF cache at "
-            f"{cache} does not hold it: check the network and HF_ENDPOINT, or give a local "
-            "directory to --model"
+            f"{hub.cache_dir} does not hold it: check the network and HF_ENDPOINT, or give a "
+            "local directory to --model"
         )
     if isinstance(exc, HfHubHTTPError):
         return PreflightError(
             f"{hub.endpoint} refused {repo}: {_one_line(str(exc))}; check --model and HF_TOKEN"
         )
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return PreflightError(
-            f"no space left in the HF cache at {cache} while downloading {repo}: free some, "
-            "or point HF_HOME at a larger disk"
-        )
-    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return PreflightError(
-            f"cannot write the HF cache at {cache} ({exc.strerror}): fix its permissions, or "
-            "point HF_HOME at a writable directory"
-        )
+    problem = _disk_problem(exc, repo, hub.cache_dir)
+    if problem is not None:
+        return PreflightError(problem)
     return PreflightError(f"cannot get model {repo} from {hub.endpoint}: {_one_line(str(exc))}")
 
 
