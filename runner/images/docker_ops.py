@@ -306,12 +306,40 @@ def build_image(
         return _stream_build(client, request, context, on_line)
 
 
+class _BuildLog:
+    """What a build's JSON stream said so far: its current step, its last lines, the image id."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self.on_line = on_line
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self.step = "before the first step"
+        self.image_id = ""
+
+    def take(self, chunk: dict[str, Any], variant: str) -> None:
+        if "error" in chunk:
+            message = _one_line(chunk["error"])
+            raise BuildFailed(f"building {variant} failed at {self.step}: {message}", self.tail)
+        text = chunk.get("stream")
+        if text:
+            for line in str(text).splitlines():
+                if not line.strip():
+                    continue
+                if _STEP_RE.match(line):
+                    self.step = _one_line(line, 160)
+                self.tail.append(line)
+                self.on_line(line)
+        elif "status" in chunk:
+            self.on_line(str(chunk["status"]))
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and aux.get("ID"):
+            self.image_id = str(aux["ID"])
+
+
 def _stream_build(
     client: docker.APIClient, request: BuildRequest, context: Path, on_line: Callable[[str], None]
 ) -> str:
-    tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-    step = "before the first step"
-    image_id = ""
+    log = _BuildLog(on_line)
+    tail = log.tail
     try:
         stream = client.build(
             path=str(context),
@@ -323,42 +351,24 @@ def _stream_build(
             pull=False,
         )
         for chunk in stream:
-            if "error" in chunk:
-                message = _one_line(chunk["error"])
-                raise BuildFailed(
-                    f"building {request.variant.name} failed at {step}: {message}", tail
-                )
-            text = chunk.get("stream")
-            if text:
-                for line in str(text).splitlines():
-                    if not line.strip():
-                        continue
-                    if _STEP_RE.match(line):
-                        step = _one_line(line, 160)
-                    tail.append(line)
-                    on_line(line)
-            elif "status" in chunk:
-                on_line(str(chunk["status"]))
-            aux = chunk.get("aux")
-            if isinstance(aux, dict) and aux.get("ID"):
-                image_id = str(aux["ID"])
+            log.take(chunk, request.variant.name)
     except docker.errors.APIError as exc:
         raise BuildFailed(
-            f"building {request.variant.name} failed at {step}: "
+            f"building {request.variant.name} failed at {log.step}: "
             f"{_one_line(exc.explanation or exc)}",
             tail,
         ) from exc
     except requests.exceptions.RequestException as exc:
         raise BuildFailed(
-            f"building {request.variant.name}: the engine stopped answering at {step}: "
+            f"building {request.variant.name}: the engine stopped answering at {log.step}: "
             f"{_one_line(exc)}",
             tail,
         ) from exc
-    if not image_id:
-        try:
-            image_id = str(_inspect(client, request.tag)["Id"])
-        except docker.errors.APIError as exc:
-            raise BuildFailed(
-                f"building {request.variant.name} ended without an image ({step})", tail
-            ) from exc
-    return image_id
+    if log.image_id:
+        return log.image_id
+    try:
+        return str(_inspect(client, request.tag)["Id"])
+    except docker.errors.APIError as exc:
+        raise BuildFailed(
+            f"building {request.variant.name} ended without an image ({log.step})", tail
+        ) from exc

@@ -40,7 +40,7 @@ class FakeHub:
     requests: list[str] = field(default_factory=list)
 
 
-def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
+def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:  # noqa: C901 (one handler class, its routes read together)
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:  # quiet test output
             pass
