@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import PlanError
+from runner.vendors import profile_for
 
-VENDORS = ("nvidia", "amd", "cpu")
 SCENARIOS = ("serve", "latency", "throughput")
 DATASETS = ("random", "sonnet", "sharegpt")
 PLAN_SCHEMA = 1
@@ -317,8 +317,7 @@ class Run:
     image: str | None = None
 
     def __post_init__(self) -> None:
-        if self.vendor not in VENDORS:
-            raise PlanError(f"unknown vendor {self.vendor!r}: choose one of {', '.join(VENDORS)}")
+        profile_for(self.vendor)  # an unknown vendor: one line naming the registered ones
         if not self.scenarios:
             raise PlanError("give at least one --scenario (serve, latency or throughput)")
         for scenario in self.scenarios:

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner.agent.gpus import Gpu, discover
 from runner.agent.provenance import interpreter_of
 from runner.agent.util import error_line
 from runner.errors import PreflightError
 from runner.plan import Plan
+from runner.vendors import Gpu, discover, profile_for
 
 FLAG_CHECK_TIMEOUT_S = 180.0
 _UNCHECKABLE = 3
@@ -64,15 +64,15 @@ def find_vllm(explicit: str | None) -> str:
 def check_gpus(plan: Plan, gpus_by_vendor: dict[str, list[Gpu]] | None = None) -> None:
     """Every run's tensor-parallel size must fit the GPUs this host has for its vendor."""
     for run in plan.runs:
-        if run.vendor == "cpu":
+        vendor = profile_for(run.vendor)
+        if not vendor.uses_gpus:
             continue
         found = (gpus_by_vendor or {}).get(run.vendor)
         if found is None:
             found = discover(run.vendor)
         if run.engine.tp > len(found):
-            tool = "nvidia-smi" if run.vendor == "nvidia" else "amd-smi / rocm-smi"
             raise PreflightError(
-                f"--tp {run.engine.tp} needs {run.engine.tp} {run.vendor} GPUs but {tool} "
+                f"--tp {run.engine.tp} needs {run.engine.tp} {run.vendor} GPUs but {vendor.tools} "
                 f"found {len(found)} on this host: lower --tp or run where there are more GPUs"
             )
 

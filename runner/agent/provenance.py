@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from . import gpus
+from ..vendors import discover
 
 _TRAMPOLINE = re.compile(r"^'{3}exec' \"([^\"]+)\"")
 _VERSIONS_SNIPPET = (
@@ -25,6 +25,16 @@ _VERSIONS_SNIPPET = (
 )
 
 
+def _trampoline_target(lines: list[str]) -> str | None:
+    # pip and uv start a console script with a /bin/sh trampoline (exec of the Python named on
+    # the next line) when that Python's path has a space or is too long for #!
+    for line in lines:
+        found = _TRAMPOLINE.match(line.strip())
+        if found:
+            return found.group(1)
+    return None
+
+
 def interpreter_of(executable: str) -> str | None:
     """The Python that runs a console script (from its #! line), if it is one."""
     try:
@@ -33,19 +43,11 @@ def interpreter_of(executable: str) -> str | None:
     except OSError:
         return None
     first = head[0].strip() if head else ""
-    if not first.startswith("#!"):
-        return None
-    parts = first[2:].split()
+    parts = first[2:].split() if first.startswith("#!") else []
     if not parts:
         return None
     if Path(parts[0]).name in ("sh", "bash"):
-        # pip and uv start a console script with a /bin/sh trampoline (exec of the Python
-        # named on the next line) when that Python's path has a space or is too long for #!
-        for line in head[1:4]:
-            found = _TRAMPOLINE.match(line.strip())
-            if found:
-                return found.group(1)
-        return None
+        return _trampoline_target(head[1:4])
     if Path(parts[0]).name == "env" and len(parts) > 1:
         return parts[1]
     return parts[0]
@@ -102,7 +104,7 @@ def os_release() -> str | None:
 
 def collect(vendor: str, vllm_executable: str) -> dict[str, Any]:
     """Everything about this host and software that a result depends on."""
-    found = gpus.discover(vendor) if vendor != "cpu" else []
+    found = discover(vendor)  # a vendor without GPUs (cpu) runs no tool
     versions = package_versions(shutil.which(vllm_executable) or vllm_executable)
     return {
         "host": {

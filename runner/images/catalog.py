@@ -12,8 +12,8 @@ import yaml
 
 from runner.errors import BenchError
 from runner.images.resources import catalog_dir
+from runner.vendors import names as vendor_names
 
-VENDORS = ("nvidia", "amd", "cpu")
 SOURCES = ("prebuilt", "pip", "wheelhouse")
 # Dev tags that follow vLLM's main branch: the only images whose vllm_version may be "nightly".
 DEV_TAGS = ("nightly", "main")
@@ -115,8 +115,8 @@ class Variant:
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
             raise CatalogError(f"variant name {self.name!r}: use lower-case letters, digits, '-'")
-        if self.vendor not in VENDORS:
-            raise CatalogError(f"vendor {self.vendor!r}: choose one of {', '.join(VENDORS)}")
+        if self.vendor not in vendor_names():
+            raise CatalogError(f"vendor {self.vendor!r}: choose one of {', '.join(vendor_names())}")
         if self.source not in SOURCES:
             raise CatalogError(f"source {self.source!r}: choose one of {', '.join(SOURCES)}")
         problem = _check_image(self.image)
@@ -125,6 +125,10 @@ class Variant:
         self._check_version()
         if not _one_line(self.description):
             raise CatalogError("description must be one non-empty line")
+        self._check_env_and_labels()
+        self._check_install()
+
+    def _check_env_and_labels(self) -> None:
         names = [var.name for var in self.env]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -134,6 +138,8 @@ class Variant:
                 raise CatalogError(f"label {key!r}: use lower-case reverse-DNS keys")
             if not _one_line(value):
                 raise CatalogError(f"label {key}: the value must be one non-empty line")
+
+    def _check_install(self) -> None:
         if self.source == "prebuilt":
             if self.package is not None or self.apt_packages:
                 raise CatalogError("a prebuilt image takes no package or apt_packages")

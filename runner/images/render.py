@@ -21,6 +21,7 @@ from runner import __version__
 from runner.errors import BenchError
 from runner.images.catalog import EnvVar, Variant
 from runner.images.resources import agent_sources, shim_script, templates_dir
+from runner.vendors import profile_for
 
 DISTRIBUTION = "vllm-bench-images"
 LABEL_PREFIX = "vllm-bench."
@@ -29,8 +30,6 @@ LABEL_VENDOR = LABEL_PREFIX + "vendor"
 LABEL_VLLM_VERSION = LABEL_PREFIX + "vllm-version"
 LABEL_ENV_HASH = LABEL_PREFIX + "env-sha256"
 LABEL_BASE = LABEL_PREFIX + "base-image"
-# Vendor -> the template family of its Dockerfile and entrypoint (templates/*/<family>.*.j2).
-FAMILIES = {"nvidia": "cuda", "amd": "rocm", "cpu": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,7 @@ def _values(variant: Variant) -> dict[str, Any]:
 def render_dockerfile(variant: Variant, environment: jinja2.Environment | None = None) -> str:
     """The variant's Dockerfile."""
     environment = environment or make_environment()
-    family = FAMILIES[variant.vendor]
+    family = profile_for(variant.vendor).template_family
     text = render_template(environment, f"dockerfile/{family}.Dockerfile.j2", **_values(variant))
     # Templates separate sections with blank lines freely; one blank line between is enough.
     return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n")
@@ -161,7 +160,7 @@ def render_dockerfile(variant: Variant, environment: jinja2.Environment | None =
 def render_entrypoint(variant: Variant, environment: jinja2.Environment | None = None) -> str:
     """The variant's entrypoint script: start-up checks, then `exec "$@"`."""
     environment = environment or make_environment()
-    family = FAMILIES[variant.vendor]
+    family = profile_for(variant.vendor).template_family
     return render_template(environment, f"entrypoint/{family}.sh.j2", **_values(variant))
 
 

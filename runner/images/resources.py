@@ -34,13 +34,23 @@ def shim_script() -> Path:
     return _find("shim", "scripts") / "vllm_cpu_shim.py"
 
 
+# The agent and everything it imports, all standard library only: one line per file or package.
+AGENT_FILES = (
+    "runner/__init__.py",
+    "runner/errors.py",
+    "runner/rundir.py",  # the run-directory contract
+    "runner/vendors/*.py",  # GPU discovery
+    "runner/agent/*.py",
+    "runner/scenarios/__init__.py",  # the scenario registry, through which judges are reached
+    "runner/scenarios/judges/*.py",  # each scenario's judge
+)
+
+
 def agent_sources() -> dict[str, Path]:
-    """The agent's files by their path in the build context's `bench/` (runner/ + runner/agent)."""
-    runner_dir = _HERE.parent
-    files = {
-        "runner/__init__.py": runner_dir / "__init__.py",
-        "runner/rundir.py": runner_dir / "rundir.py",  # the run-directory contract
+    """The agent's files by their path in the build context's `bench/` (AGENT_FILES)."""
+    top = _HERE.parent.parent  # the directory that holds the runner package
+    return {
+        path.relative_to(top).as_posix(): path
+        for pattern in AGENT_FILES
+        for path in sorted(top.glob(pattern))
     }
-    for path in sorted((runner_dir / "agent").glob("*.py")):
-        files[f"runner/agent/{path.name}"] = path
-    return files

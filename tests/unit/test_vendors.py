@@ -1,4 +1,4 @@
-"""Vendor profiles (runner/vendors.py): device flags as data, --gpus and --cpus, host checks."""
+"""Vendor profiles (runner/vendors/): device flags as data, --gpus and --cpus, host checks."""
 
 from __future__ import annotations
 

@@ -1,0 +1,56 @@
+"""The vendors (one module each), registered here in detection order; the public names."""
+
+from __future__ import annotations
+
+from runner.vendors.amd import AMD, amd_gpu_nodes
+from runner.vendors.base import Gpu, GpuRequest, Query, Runner, Ulimit, VendorProfile, run_tool
+from runner.vendors.checks import (
+    DriverMissing,
+    GpuNotFound,
+    check_gpu_ids,
+    check_host,
+    parse_cpuset,
+    parse_gpus,
+)
+from runner.vendors.cpu import CPU
+from runner.vendors.nvidia import NVIDIA
+from runner.vendors.registry import (
+    PROFILES,
+    detect_vendor,
+    discover,
+    names,
+    profile_for,
+    register,
+    unregister,
+    vendor_help,
+)
+
+# Detection tries them in this order; the first that needs no GPU (cpu) is the fallback.
+register(NVIDIA)
+register(AMD)
+register(CPU)
+
+__all__ = [
+    "PROFILES",
+    "DriverMissing",
+    "Gpu",
+    "GpuNotFound",
+    "GpuRequest",
+    "Query",
+    "Runner",
+    "Ulimit",
+    "VendorProfile",
+    "amd_gpu_nodes",
+    "check_gpu_ids",
+    "check_host",
+    "detect_vendor",
+    "discover",
+    "names",
+    "parse_cpuset",
+    "parse_gpus",
+    "profile_for",
+    "register",
+    "run_tool",
+    "unregister",
+    "vendor_help",
+]
