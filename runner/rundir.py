@@ -156,6 +156,8 @@ class Job:
     env: Mapping[str, str] = field(default_factory=dict)
     tool: Mapping[str, Any] = field(default_factory=dict)
     executor: Mapping[str, Any] = field(default_factory=dict)
+    # persistent: one load generator runs every serving point; process: one process per point
+    client_mode: str = "persistent"
 
     @property
     def run_id(self) -> str:
@@ -175,6 +177,7 @@ class Job:
             "env": dict(self.env),
             "server": self.server.to_dict() if self.server is not None else None,
             "points": [p.to_dict() for p in self.points],
+            "client_mode": self.client_mode,
         }
 
     @classmethod
@@ -192,6 +195,7 @@ class Job:
                 env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
                 tool=dict(data.get("tool") or {}),
                 executor=dict(data.get("executor") or {}),
+                client_mode=str(data.get("client_mode") or "persistent"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"the job lacks or mistypes {exc}") from None

@@ -45,8 +45,9 @@ from ..rundir import (
     write_error_reason,
 )
 from . import provenance, sonnet
+from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
 from .judge import Verdict, judge_point
-from .procs import Interrupted, Server, ServerFailed, run_command
+from .procs import CommandResult, Interrupted, Server, ServerFailed, run_command
 from .util import Events, error_line, redact_argv, redact_env, relevant_env, secret_values
 
 
@@ -85,6 +86,8 @@ class JobRunner:
         self.points = job.points
         self.results: dict[str, dict[str, Any]] = {p.id: new_point_status(p) for p in self.points}
         self.status = new_status(self.run_id, list(self.results.values()), now())
+        self.loadgen: LoadGenerator | None = None  # the sweep's client, while it is usable
+        self.loadgen_timeout_s = 600.0
 
     # -- files -------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -151,9 +154,7 @@ class JobRunner:
                 self._record(point, Verdict(FAILED, [str(exc)]))
                 return
         log = self.work_dir / self.results[point.id]["log"]
-        outcome = run_command(
-            point.argv, cwd=self.work_dir, env=self.env, log=log, timeout_s=point.timeout_s
-        )
+        outcome = self._measure(point, log)
         tail = tail_lines(log)
         verdict = judge_point(
             point.scenario,
@@ -170,6 +171,49 @@ class JobRunner:
         if not verdict.ok:
             extra["log_tail"] = tail
         self._record(point, verdict, **extra)
+
+    def _measure(self, point: PointJob, log: Path) -> CommandResult:
+        """Run the point's command: through the sweep's load generator when it can, else alone."""
+        args = serve_args(point.argv)
+        if self.loadgen is not None and args is not None:
+            try:
+                self.loadgen.wait_ready(self.loadgen_timeout_s)
+                return self.loadgen.run(point.id, args, log, point.timeout_s)
+            except LoadGenUnavailable as exc:
+                self._drop_loadgen(str(exc))
+        return run_command(
+            point.argv, cwd=self.work_dir, env=self.env, log=log, timeout_s=point.timeout_s
+        )
+
+    def _start_loadgen(self) -> None:
+        """Start the sweep's load generator beside the server, so its import overlaps the start."""
+        if self.job.client_mode != "persistent":
+            return
+        python = loadgen_python(self.job.vllm)
+        if python is None:
+            self._drop_loadgen(f"no Python interpreter found for {self.job.vllm}")
+            return
+        self.loadgen = LoadGenerator(
+            python, cwd=self.work_dir, env=self.env, log=self.work_dir / LOGS_DIR / "loadgen.log"
+        )
+        self.loadgen.start()
+        self.status["client"] = {"mode": "persistent", "python": python, "ready_s": None}
+
+    def _drop_loadgen(self, reason: str) -> None:
+        """Fall back to one `vllm bench serve` process per point, and say why."""
+        if self.loadgen is not None:
+            self.loadgen.stop(kill=True)
+            self.loadgen = None
+        self.status["client"] = {"mode": "process", "fallback_reason": reason}
+        self.events.emit("loadgen_unavailable", reason=reason)
+
+    def _stop_loadgen(self) -> None:
+        if self.loadgen is None:
+            return
+        client = self.status.get("client") or {}
+        client["ready_s"] = None if self.loadgen.ready_s is None else round(self.loadgen.ready_s, 3)
+        self.loadgen.stop()
+        self.loadgen = None
 
     def _fail_remaining(self, points: list[PointJob], reason: str, tail: list[str]) -> None:
         for point in points:
@@ -191,6 +235,7 @@ class JobRunner:
         self.status["server"] = info
         try:
             server.start()
+            self._start_loadgen()
             assert server.proc is not None
             info["pid"] = server.proc.pid  # also its process group id
             self.events.emit(
@@ -213,6 +258,7 @@ class JobRunner:
             self.events.emit("server_failed", reason=exc.reason, log_tail=exc.log_tail)
             self._fail_remaining(points, exc.reason, exc.log_tail)
         finally:
+            self._stop_loadgen()
             # A server that never became ready has nothing to flush: no need to wait long.
             info["exit_status"] = server.stop(None if info["ready_s"] is not None else 5.0)
             info["stopped"] = now()
