@@ -30,11 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from results import index
-from results.charts import load_matplotlib
-from results.formats import render
-from results.query import load_records
-from results.report import write_report
+from results.analysis import index
+from results.analysis.query import load_records
+from results.render.charts import load_matplotlib
+from results.render.formats import render
+from results.render.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "runs" / "20261122-054648-tiny-llama-cpu-d56769"

@@ -17,15 +17,19 @@ from rich.progress import (
 )
 from tabulate import tabulate
 
+from results.cli.common import OneLineGroup
+from results.errors import UserError
 from runner import __version__
-from runner.cli import OneLineErrors
+from runner.errors import BenchError
 from runner.images import docker_ops
 from runner.images.catalog import Catalog, load_catalog
 from runner.images.render import render_to_dir
 
 
-class OneLineGroup(OneLineErrors, click.Group):
-    """bench-run's one-line error handling, for a group of commands."""
+class ImagesGroup(OneLineGroup):
+    """The shared one-line error handling, for the runner's errors too."""
+
+    user_errors = (UserError, BenchError)
 
 
 def _catalog() -> Catalog:
@@ -71,7 +75,7 @@ def _progress() -> Progress:
     )
 
 
-@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ImagesGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bench-images")
 def main() -> None:
     """The vLLM images benchmarks run in: a catalog of variants (images/), rendered from

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from results.formats import CAPTION, short_run_ids
-from results.schema import LATENCIES, Record, format_rate
+from results.model.run_ids import short_run_ids
+from results.model.schema import LATENCIES, Record, format_rate
+from results.render.formats import CAPTION
 
 STATS = ("mean", "median", "p99")
 _STAT_LABEL = {"mean": "mean", "median": "med", "p99": "p99"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from results.rundir import load_run
+from results.model.rundir import load_run
 from runner.executors.docker import container_end_reason, image_event_line
 from runner.executors.local import LocalExecutor, LocalSettings
 from runner.plan import EngineConfig, LatencyParams, ModelRef, Run

@@ -12,20 +12,18 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from results.charts import (
+from results.analysis.chartdata import (
     MAX_LINES,
     qps_chart,
-    render,
     resolve_metric,
     serving_charts,
-    svg_markup,
     tradeoff_chart,
-    write_charts,
 )
-from results.charts import draw as draw_chart
 from results.cli import main
 from results.errors import ResultsError
-from results.schema import Record
+from results.model.schema import Record
+from results.render.charts import draw as draw_chart
+from results.render.charts import render, svg_markup, write_charts
 from tests.unit.synthetic_runs import make_run
 
 SVG = "{http://www.w3.org/2000/svg}"

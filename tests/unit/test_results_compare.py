@@ -11,18 +11,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from results.analysis.compare import compare, parse_metrics
+from results.analysis.comparison import MetricComparison, Side
+from results.analysis.query import load_records
+from results.analysis.sides import load_sides
+from results.analysis.stats import Summary, incomplete_beta, t_cdf, t_quantile, welch_test
 from results.cli import main
-from results.compare import (
-    HEADLINE_METRICS,
-    MetricComparison,
-    Side,
-    compare,
-    load_sides,
-    parse_metrics,
-)
 from results.errors import ResultsError
-from results.query import load_records
-from results.stats import Summary, incomplete_beta, t_cdf, t_quantile, welch_test
+from results.model.schema import HEADLINE_METRICS
 from tests.unit.synthetic_runs import make_run
 
 BENCH_RESULTS = Path(sys.executable).parent / "bench-results"

@@ -12,14 +12,17 @@ from typing import Any
 
 import pytest
 
-from results import charts, index, records
-from results.charts import SvgMarkups, draw, qps_chart, serving_charts, svg_markup
-from results.fastjson import loads_object
-from results.parsers import uses_array
-from results.query import load_records
-from results.records import records_from_run
-from results.rundir import load_run
-from results.schema import Record
+from results.analysis import index, index_rows
+from results.analysis.chartdata import qps_chart, serving_charts
+from results.analysis.query import load_records
+from results.model import records
+from results.model.fastjson import loads_object
+from results.model.parsers import uses_array
+from results.model.records import records_from_run
+from results.model.rundir import load_run
+from results.model.schema import Record
+from results.render import charts
+from results.render.charts import SvgMarkups, draw, svg_markup
 from tests.conftest import FIXTURES
 from tests.unit.synthetic_runs import FIXTURE_RUN, make_run
 
@@ -141,12 +144,12 @@ def test_index_rows_hold_the_record_as_to_dict() -> None:
         engine_args=("--flag", "1"), metrics={"tpot_median_ms": 1.5, "duration_s": 2.0},
         extra={"label": None, "n": 3}, reasons=("a",), run_dir="/x/r",
     )  # fmt: skip
-    text = index._record_json(record)
+    text = index_rows.record_json(record)
     assert json.loads(text) == json.loads(json.dumps(record.to_dict()))
     assert index._record(text, "/y/r") == Record.from_dict({**record.to_dict(), "run_dir": "/y/r"})
     odd = Record(run_id="r", point_id="p", scenario="serve", extra={"x": [float("inf")]})
-    assert json.loads(index._record_json(odd))["extra"] == {"x": [math.inf]}
-    assert index._record(index._record_json(odd), "/z").extra == {"x": [math.inf]}
+    assert json.loads(index_rows.record_json(odd))["extra"] == {"x": [math.inf]}
+    assert index._record(index_rows.record_json(odd), "/z").extra == {"x": [math.inf]}
 
 
 def _many_runs(root: Path) -> list[Record]:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from results import index
+from results.analysis import index
+from results.analysis.query import Filter, load_records
 from results.cli import main
 from results.errors import ResultsError
-from results.query import Filter, load_records
 from tests.unit.synthetic_runs import make_run
 
 RUNS = (
@@ -205,7 +205,9 @@ def test_parallel_reading_gives_the_same_index(root: Path, monkeypatch: pytest.M
 def test_concurrent_refreshes(root: Path) -> None:
     for n in range(10):
         make_run(root, f"20261122-1000{n:02d}-tiny-llama-cpu-0b{n:04d}", qps=(1.0,))
-    code = "import sys; from results import index; print(index.refresh(sys.argv[1]).records)"
+    code = (
+        "import sys; from results.analysis import index; print(index.refresh(sys.argv[1]).records)"
+    )
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", code, str(root)],

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from results.errors import ResultsError
-from results.formats import short_run_ids
-from results.parsers import Parsed, parse_latency, parse_serve, parse_throughput
-from results.records import records_from_run
-from results.rundir import find_runs, load_run
-from results.schema import Record
+from results.model.parsers import Parsed, parse_latency, parse_serve, parse_throughput
+from results.model.records import records_from_run
+from results.model.run_ids import short_run_ids
+from results.model.rundir import find_runs, load_run
+from results.model.schema import Record
 from tests.unit.table_oracle import format_table
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vllm-0.32.0-cpu"

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from results.analysis.query import Filter
 from results.errors import ResultsError
-from results.query import Filter
-from results.schema import (
+from results.model.schema import (
     SCHEMA_VERSION,
     Record,
     format_rate,

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from results.analysis.query import load_records
 from results.cli import main
 from results.errors import ResultsError
-from results.query import load_records
-from results.report import load_provenance, render_report, write_report
+from results.model.provenance import load_provenance
+from results.render.report import render_report, write_report
 from tests.unit.synthetic_runs import make_run
 
 FP16 = "20261122-054648-tiny-llama-cpu-0a1b2c"

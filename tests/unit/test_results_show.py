@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from results.analysis.query import load_records
 from results.cli import main
-from results.formats import (
+from results.model.schema import SCHEMA_VERSION, Record
+from results.render.formats import (
     CSV_FIELDS,
     metric_sort_key,
     metrics_present,
     render_markdown,
     render_table,
 )
-from results.query import load_records
-from results.schema import SCHEMA_VERSION, Record
 from tests.unit.synthetic_runs import make_run
 from tests.unit.table_oracle import format_table
 

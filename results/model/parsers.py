@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from results.schema import LATENCIES, latency_name, percentile_stat
+from results.model.schema import LATENCIES, latency_name, percentile_stat
 
 # vLLM renamed or added keys between releases; the value is the normalised metric name
 _SERVE_ALIASES = {

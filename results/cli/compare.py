@@ -6,16 +6,11 @@ from pathlib import Path
 
 import click
 
-from results.cli_common import ROOT_ENV, default_root, warn
-from results.compare import (
-    FORMATS,
-    compare,
-    format_comparison,
-    gate_lines,
-    load_sides,
-    parse_metrics,
-)
+from results.analysis.compare import compare, parse_metrics
+from results.analysis.sides import load_sides
+from results.cli.common import ROOT_ENV, default_root, warn
 from results.errors import ResultsError
+from results.render.comparison import FORMATS, format_comparison, gate_lines
 
 
 @click.command("compare")
@@ -64,7 +59,7 @@ def compare_command(
     Each side is a run directory or a folder of them (repeated runs pool together), or a filter
     over --root such as precision=fp8 or model=org/name,precision=bfloat16.
     """
-    # a ResultsError ends as one `error:` line and exit status 1 (the group, cli_common)
+    # a ResultsError ends as one `error:` line and exit status 1 (the group, results.cli.common)
     names = parse_metrics(metrics)
     sides = load_sides(
         baseline,

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from results import index
+from results.analysis import index
+from results.analysis.index import Problem
 from results.errors import ResultsError
-from results.index import Problem
-from results.records import records_from_run
-from results.rundir import is_run_dir, load_run
-from results.schema import Record, format_rate
+from results.model.records import records_from_run
+from results.model.rundir import is_run_dir, load_run
+from results.model.schema import Record, format_rate
 
 # what a filter key may name: record fields and the derived names people think in
 _GETTERS: dict[str, Callable[[Record], object]] = {

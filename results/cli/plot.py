@@ -8,12 +8,13 @@ from typing import Any, TypeVar
 
 import click
 
-from results.charts import resolve_metric, serving_charts, write_charts
-from results.cli_common import paths_or_root, warn
-from results.cli_show import build_filter
+from results.analysis.chartdata import resolve_metric, serving_charts
+from results.analysis.query import FILTER_KEYS, load_records
+from results.cli.common import paths_or_root, warn
+from results.cli.show import build_filter
 from results.errors import ResultsError
-from results.query import FILTER_KEYS, load_records
-from results.schema import Record
+from results.model.schema import Record
+from results.render.charts import write_charts
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
+from results.analysis.index_rows import Row, record_row
 from results.errors import ResultsError
+from results.model.records import records_from_run
+from results.model.rundir import PROVENANCE_FILE, RUN_FILE, STATUS_FILE, load_run
+from results.model.schema import SCHEMA_VERSION, Record
 from results.pool import bulk, process_pool, workers_for
-from results.records import records_from_run
-from results.rundir import PROVENANCE_FILE, RUN_FILE, STATUS_FILE, load_run
-from results.schema import SCHEMA_VERSION, Record
 
 INDEX_FILE = ".index.sqlite"  # hidden, so find_runs never takes it for a run
 # bump when the tables or what a row holds change: an index of another version is rebuilt
@@ -28,8 +28,6 @@ BUSY_TIMEOUT_S = 60.0
 # below this many runs to read, starting worker processes costs more than it saves
 PARALLEL_FROM = 16
 NOT_A_RUN = "not a run directory (no run.json)"
-_FIELDS = tuple(Record.__dataclass_fields__)
-_ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Record, strict=False)
 
 # filter keys with a column of their own (lower-cased as Filter compares), so SQL can narrow
@@ -191,64 +189,6 @@ def _recreate(conn: sqlite3.Connection) -> None:
     )
 
 
-# one row of the records table, in column order
-Row = tuple[str, int, str, str, str, str, str, str, str, str, str]
-
-
-def _row(name: str, seq: int, record: Record) -> Row:
-    return (
-        name,
-        seq,
-        record.run_id.lower(),
-        record.point_id.lower(),
-        record.scenario.lower(),
-        record.vendor.lower(),
-        record.model.lower(),
-        record.precision.lower(),
-        (record.gpu_model or "").lower(),
-        record.verdict.lower(),
-        _record_json(record),
-    )
-
-
-def _record_json(record: Record) -> str:
-    """json.dumps(record.to_dict()) without asdict's deep copy, by msgspec (faster still)."""
-    data = {name: getattr(record, name) for name in _FIELDS}
-    if record.qps is not None and math.isinf(record.qps):
-        data["qps"] = "inf"
-    # msgspec writes NaN and infinity as null: json writes them as json.loads reads them back.
-    # A sum that overflows only takes the slower path.
-    if (
-        not _finite(data["qps"])
-        or not _finite(record.achieved_rate)
-        or not math.isfinite(sum(record.metrics.values()))
-        or not _finite(record.extra)
-        or not _finite(record.provenance)
-    ):
-        return json.dumps(data, separators=(",", ":"))
-    # tuples become JSON lists; the dicts hold only what JSON gave the parsers
-    return _ENCODER.encode(data).decode("utf-8")
-
-
-def _finite(value: object) -> bool:
-    """False if a float in `value` (however nested) is NaN or infinite."""
-    items: Iterable[object]
-    if isinstance(value, dict):
-        items = value.values()
-    elif isinstance(value, list | tuple):
-        items = value
-    else:
-        return not isinstance(value, float) or math.isfinite(value)
-    # a loop, not all() over a generator: this runs for each of 10,000 records
-    for item in items:
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return False
-        elif isinstance(item, dict | list | tuple) and not _finite(item):
-            return False
-    return True
-
-
 def _parse(job: tuple[Path, str]) -> tuple[str, str | None, list[Row]]:
     """(name, why it cannot be read or None, its record rows): what one run adds to the index."""
     root, name = job
@@ -256,7 +196,7 @@ def _parse(job: tuple[Path, str]) -> tuple[str, str | None, list[Row]]:
         records = records_from_run(load_run(root / name))
     except ResultsError as exc:
         return name, str(exc), []
-    return name, None, [_row(name, seq, record) for seq, record in enumerate(records)]
+    return name, None, [record_row(name, seq, record) for seq, record in enumerate(records)]
 
 
 def _parsed(root: Path, names: list[str]) -> Iterator[tuple[str, str | None, list[Row]]]:

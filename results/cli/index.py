@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from results import index
-from results.cli_common import warn
+from results.analysis import index
+from results.cli.common import warn
 
 
 @click.command("index")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from results.errors import ResultsError
-from results.fastjson import loads_object
-from results.parsers import (
+from results.model.fastjson import loads_object
+from results.model.parsers import (
     Parsed,
     as_int,
     as_rate,
@@ -20,8 +20,8 @@ from results.parsers import (
     parse_throughput,
     uses_array,
 )
-from results.rundir import RUN_FILE, RunDir
-from results.schema import FAILED, NOT_RUN, OK, Record, format_rate
+from results.model.rundir import RUN_FILE, RunDir
+from results.model.schema import FAILED, NOT_RUN, OK, Record, format_rate
 
 # a Poisson arrival process over a few dozen prompts scatters the achieved rate; below this
 # fraction of the requested rate the server (or the load generator) could not keep up
@@ -140,6 +140,33 @@ def _per_gpu(parsed: Parsed, gpus: int | None) -> None:
             parsed.metrics[f"{name}_per_gpu"] = value / gpus
 
 
+def _judged(entry: dict[str, Any] | None) -> tuple[str, tuple[str, ...]]:
+    """A point's verdict and reasons from its status.json entry (not run, without one)."""
+    if entry is None:
+        return NOT_RUN, ("no entry in status.json",)
+    raw_reasons = entry.get("reasons")
+    reasons = tuple(str(r) for r in raw_reasons) if isinstance(raw_reasons, list) else ()
+    return str(entry.get("verdict") or NOT_RUN), reasons
+
+
+def _parse(
+    raw: dict[str, Any],
+    scenario: str,
+    batch_size: int | None,
+    output_len: int | None,
+    dataset: str,
+) -> Parsed:
+    """The raw output of one point, read by its scenario's parser (nothing for an unknown one)."""
+    if scenario == "serve":
+        return parse_serve(raw)
+    if scenario == "latency":
+        return parse_latency(raw, batch_size, output_len)
+    if scenario == "throughput":
+        # output tokens are known exactly only when every request emits output_len
+        return parse_throughput(raw, output_len if dataset == "random" else None)
+    return Parsed()
+
+
 def records_from_run(rundir: RunDir) -> list[Record]:
     """One record per point of the run, in run.json's order."""
     run, status = rundir.run, rundir.status
@@ -169,29 +196,18 @@ def records_from_run(rundir: RunDir) -> list[Record]:
         point_id: str = point["id"]
         scenario = str(point.get("scenario") or "")
         entry = by_id.get(point_id)
-        reasons: tuple[str, ...]
-        if entry is None:
-            verdict, reasons = NOT_RUN, ("no entry in status.json",)
-        else:
-            verdict = str(entry.get("verdict") or NOT_RUN)
-            raw_reasons = entry.get("reasons")
-            reasons = tuple(str(r) for r in raw_reasons) if isinstance(raw_reasons, list) else ()
+        verdict, reasons = _judged(entry)
         result = entry.get("result") if entry is not None else None
         name = result if isinstance(result, str) and result else f"raw/{point_id}.json"
         raw, problem = _read_raw(rundir.path / name, name, scenario)
         if problem is not None:
             verdict, reasons = FAILED, (*reasons, problem)
 
-        parsed = Parsed()
-        output_len = context["output_len"]
-        if raw is not None:
-            if scenario == "serve":
-                parsed = parse_serve(raw)
-            elif scenario == "latency":
-                parsed = parse_latency(raw, batch_size, output_len)
-            elif scenario == "throughput":
-                # output tokens are known exactly only when every request emits output_len
-                parsed = parse_throughput(raw, output_len if dataset == "random" else None)
+        parsed = (
+            Parsed()
+            if raw is None
+            else _parse(raw, scenario, batch_size, context["output_len"], dataset)
+        )
         qps = as_rate(point.get("qps"))
         if qps is None and scenario == "serve":
             qps = parsed.request_rate

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from results.errors import ResultsError
-from results.schema import HEADLINE_METRICS, LATENCIES, Record, format_rate, metric_info
+from results.model.run_ids import short_run_ids
+from results.model.schema import HEADLINE_METRICS, LATENCIES, Record, format_rate, metric_info
 
 FORMATS = ("table", "csv", "json", "markdown")
 CAPTION = "TTFT, TPOT, ITL and E2EL columns are latencies in milliseconds (ms)"
-# make_run_id writes <YYYYmmdd-HHMMSS>-<model>-<vendor>-<6 hex>; vendor and hash tell runs apart
-_RUN_ID = re.compile(r"^\d{8}-\d{6}-.+-(?P<vendor>[^-]+)-(?P<digest>[0-9a-f]{6})$")
 
 # the table's own columns: throughput, then each latency's mean, median and p99
 DEFAULT_METRICS = HEADLINE_METRICS
@@ -80,18 +79,6 @@ CSV_FIELDS = (
     "failed",
     "achieved_rate",
 )
-
-
-def short_run_ids(run_ids: Sequence[str]) -> dict[str, str]:
-    """A short, still unique, name for each run id."""
-    unique = list(dict.fromkeys(run_ids))
-    short: dict[str, str] = {}
-    for run_id in unique:
-        match = _RUN_ID.match(run_id)
-        short[run_id] = f"{match['vendor']}-{match['digest']}" if match else run_id
-    if len(set(short.values())) != len(unique):
-        return {run_id: run_id for run_id in unique}
-    return short
 
 
 def metric_sort_key(name: str) -> tuple[int, int, float, str]:

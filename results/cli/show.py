@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from results.cli_common import paths_or_root, warn
+from results.analysis.query import FILTER_KEYS, Filter, load_records
+from results.cli.common import paths_or_root, warn
 from results.errors import ResultsError
-from results.formats import FORMATS, parse_metrics, render
-from results.query import FILTER_KEYS, Filter, load_records
+from results.render.formats import FORMATS, parse_metrics, render
 
 # shorthand options, each the same as --where KEY=VALUE
 _SHORTHANDS = ("model", "vendor", "scenario", "precision", "gpu", "run")

@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from results.cli_common import warn
-from results.cli_plot import select_records, selection_options
-from results.report import TITLE, load_provenance, write_report
+from results.cli.common import warn
+from results.cli.plot import select_records, selection_options
+from results.model.provenance import load_provenance
+from results.render.report import TITLE, write_report
 
 
 @click.command("report")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from results.cli_common import OneLineErrors
-from results.cli_compare import compare_command
-from results.cli_index import index_command
-from results.cli_plot import plot_command
-from results.cli_report import report_command
-from results.cli_show import show
+from results.cli.common import OneLineGroup
+from results.cli.compare import compare_command
+from results.cli.index import index_command
+from results.cli.plot import plot_command
+from results.cli.report import report_command
+from results.cli.show import show
 
 
-@click.group(cls=OneLineErrors)
+@click.group(cls=OneLineGroup)
 def main() -> None:
     """Read the run directories bench-run wrote and report their results."""
 

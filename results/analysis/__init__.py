@@ -1,0 +1,1 @@
+"""What the records say: filters, the index, comparisons, statistics and chart data."""

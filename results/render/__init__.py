@@ -1,0 +1,1 @@
+"""Records and analyses as output: tables and formats, chart files and the HTML report."""
