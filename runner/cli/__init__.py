@@ -3,45 +3,22 @@
 from __future__ import annotations
 
 import os
-import sys
-from typing import Any, NoReturn
 
 import click
 
+from results.cli.common import OneLineGroup
+from results.errors import UserError
 from runner import __version__
 from runner.cli.run import run
 from runner.errors import BenchError
 from runner.executors.docker import connect as docker_connect
 from runner.executors.docker import reap_containers
-from runner.rundir import EXIT_INTERRUPTED
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-class OneLineErrors(click.Command):
-    """Usage errors and BenchErrors end as one line on stderr, never a traceback."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            return super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
-            sys.exit(2)
-        except click.UsageError as exc:
-            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
-            _fail(f"{exc.format_message()}{hint}", 2)
-        except click.exceptions.Abort:
-            _fail("aborted", EXIT_INTERRUPTED)
-        except BenchError as exc:
-            _fail(str(exc), exc.exit_code)
-
-
-class RunGroup(OneLineErrors, click.Group):
+class RunGroup(OneLineGroup):
     """`bench-run FLAGS` is `bench-run run FLAGS`; other commands are named first."""
+
+    user_errors = (UserError, BenchError)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
+from results.cli.common import fail
 from results.errors import ResultsError
 from results.model.records import records_from_run
 from results.model.rundir import load_run
 from results.render.formats import render_table
 from runner.entry import HostSettings, prepare
 from runner.errors import RunFailed
-from runner.executors.base import RunOutcome
+from runner.executors.base import Executor, RunOutcome
 from runner.models import DEFAULT_EXCLUDE
+from runner.plan import Plan
 from runner.progress import ConsoleReporter
 from runner.request import RunRequest
 from runner.rundir import EXIT_INTERRUPTED, OK
+from runner.vendors import vendor_help
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -39,7 +41,7 @@ def show_results(outcomes: list[RunOutcome]) -> None:
         click.echo(render_table(records))
 
 
-def _execute(prepared_executor: Any, plan: Any, reporter: ConsoleReporter) -> list[RunOutcome]:
+def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[RunOutcome]:
     """Run the plan; Ctrl-C and SIGTERM reach the executor as KeyboardInterrupt."""
     # Explicit handlers: a bench-run started in the background (SIGINT ignored) still stops
     # cleanly on `kill -INT`, and SIGTERM (CI, a scheduler) is treated like Ctrl-C.
@@ -47,7 +49,7 @@ def _execute(prepared_executor: Any, plan: Any, reporter: ConsoleReporter) -> li
         sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        outcomes: list[RunOutcome] = prepared_executor.execute(plan, reporter)
+        outcomes = executor.execute(plan, reporter)
     finally:
         reporter.close()
         for sig, handler in previous.items():
@@ -58,7 +60,7 @@ def _execute(prepared_executor: Any, plan: Any, reporter: ConsoleReporter) -> li
 @click.command("run", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--vendor",
-    help="nvidia, amd or cpu (default: detect with nvidia-smi, then amd-smi / rocm-smi, else cpu)",
+    help=vendor_help(),
 )
 @click.option("--model", required=True, help="Hugging Face repo id, or a local model directory")
 @click.option("--revision", help="hub model: a branch, tag or commit (default: main)")
@@ -246,8 +248,7 @@ def run(verbose: bool, **options: Any) -> None:
     show_results(outcomes)
     interrupted = [o for o in outcomes if o.exit_code == EXIT_INTERRUPTED]
     if interrupted:
-        click.echo(f"error: interrupted; what ran is saved in {interrupted[0].run_dir}", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        fail(f"interrupted; what ran is saved in {interrupted[0].run_dir}", EXIT_INTERRUPTED)
     failed = [o for o in outcomes if o.status != OK]
     if failed:
         first = failed[0]
