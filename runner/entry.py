@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import scenarios as registry
 from runner.errors import PlanError
 from runner.executors.base import EventSink, Executor
 from runner.executors.docker import DockerExecutor, DockerSettings
@@ -16,17 +17,12 @@ from runner.jobs import Deadlines
 from runner.models import DEFAULT_ENDPOINT, HubSettings, ModelFetch, resolve_plan
 from runner.plan import (
     EngineConfig,
-    LatencyParams,
     ModelRef,
     Plan,
     Run,
-    ServeParams,
-    ThroughputParams,
     make_run_id,
     parse_engine_args,
     parse_env,
-    parse_percentiles,
-    parse_qps_list,
 )
 from runner.request import RunRequest
 from runner.vendors import detect_vendor, parse_gpus, profile_for
@@ -88,15 +84,6 @@ def choose_executor(request: RunRequest, environ: Mapping[str, str]) -> tuple[st
     return "local", "auto: no Docker engine answers; running this host's vllm"
 
 
-def _dataset_path(request: RunRequest) -> str | None:
-    if request.dataset_path is None:
-        return None
-    resolved = Path(request.dataset_path).expanduser().resolve()
-    if not resolved.is_file():
-        raise PlanError(f"--dataset-path {request.dataset_path}: no such file")
-    return str(resolved)
-
-
 @dataclass(frozen=True)
 class _RunParts:
     """Everything of a Run but its image, validated: the image waits for the executor choice."""
@@ -104,7 +91,7 @@ class _RunParts:
     vendor: str
     model: ModelRef
     engine: EngineConfig
-    serve: ServeParams
+    params: Mapping[str, object]  # every scenario's, by its name
     scenarios: tuple[str, ...]
 
 
@@ -123,19 +110,13 @@ def _run_parts(request: RunRequest) -> _RunParts:
         prefix_caching=request.prefix_caching,
         extra_args=parse_engine_args(request.engine_arg),
     )
-    serve = ServeParams(
-        qps=parse_qps_list(request.qps),
-        seconds_per_point=None if request.num_prompts is not None else request.seconds_per_point,
-        num_prompts=request.num_prompts,
-        max_concurrency=request.max_concurrency,
-        dataset=request.dataset,
-        dataset_path=_dataset_path(request),
-        percentiles=parse_percentiles(request.percentiles),
-    )
+    # Every scenario's parameters from the flags, chosen or not: run.json records them all.
+    flags = vars(request)
+    params = {name: registry.get(name).params_from(flags) for name in registry.names()}
     vendor = request.vendor or detect_vendor()
     profile_for(vendor)  # an unknown vendor: one line naming the known ones
     scenarios = tuple(dict.fromkeys(request.scenario or ("serve",)))
-    return _RunParts(vendor, model, engine, serve, scenarios)
+    return _RunParts(vendor, model, engine, params, scenarios)
 
 
 def _build_run(request: RunRequest, parts: _RunParts, image: str | None) -> Run:
@@ -145,11 +126,7 @@ def _build_run(request: RunRequest, parts: _RunParts, image: str | None) -> Run:
         model=parts.model,
         engine=parts.engine,
         scenarios=parts.scenarios,
-        serve=parts.serve,
-        latency=LatencyParams(
-            batch_size=request.batch_size, iters=request.iters, warmup_iters=request.warmup_iters
-        ),
-        throughput=ThroughputParams(num_prompts=request.num_prompts or 1000),
+        params=parts.params,
         input_len=request.input_len,
         output_len=request.output_len,
         env=parse_env(request.env),

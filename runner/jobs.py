@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import __version__
-from runner.plan import Point, Run, format_rate
-from runner.rundir import Job, PointJob, ServerJob, SonnetJob, raw_result
+from runner import __version__, scenarios
+from runner.plan import Point, Run
+from runner.rundir import Job, PointJob, ServerJob, raw_result
 
 TOOL_NAME = "vllm-bench-images"
 
@@ -39,8 +39,14 @@ class PathMap:
         return cls(model=run.model.path_or_id, dataset=run.serve.dataset_path)
 
 
-def _percentiles(values: tuple[float, ...]) -> str:
-    return ",".join(f"{v:g}" for v in values)
+@dataclass(frozen=True)
+class Target:
+    """Where a point's command finds vLLM: the executable, the server's address, the paths."""
+
+    vllm: str
+    host: str
+    port: int
+    paths: PathMap
 
 
 def vendor_env(run: Run) -> dict[str, str]:
@@ -63,94 +69,6 @@ def server_argv(
     ]  # fmt: skip
 
 
-def serve_point_argv(
-    run: Run, point: Point, vllm: str, host: str, port: int, paths: PathMap | None = None
-) -> list[str]:
-    assert point.qps is not None and point.num_prompts is not None
-    serve = run.serve
-    paths = paths or PathMap.host(run)
-    if serve.dataset == "random":
-        dataset = [
-            "--dataset-name", "random",
-            "--random-input-len", str(run.input_len),
-            "--random-output-len", str(run.output_len),
-            "--ignore-eos",
-        ]  # fmt: skip
-    elif serve.dataset == "sharegpt":
-        assert paths.dataset is not None
-        dataset = [
-            "--dataset-name", "sharegpt",
-            "--dataset-path", paths.dataset,
-            "--sharegpt-output-len", str(run.output_len),
-        ]  # fmt: skip
-    else:  # sonnet: vLLM dropped its sonnet loader; the agent feeds the prompts as a custom set
-        dataset = [
-            "--dataset-name", "custom",
-            "--dataset-path", sonnet_prompts_file(point),
-            "--custom-output-len", str(run.output_len),
-            "--skip-chat-template",
-        ]  # fmt: skip
-    concurrency = (
-        [] if serve.max_concurrency is None else ["--max-concurrency", str(serve.max_concurrency)]
-    )
-    return [
-        vllm, "bench", "serve",
-        "--backend", "openai",
-        "--base-url", f"http://{host}:{port}",
-        "--endpoint", "/v1/completions",
-        "--model", paths.model,
-        "--tokenizer", paths.model,
-        *dataset,
-        "--num-prompts", str(point.num_prompts),
-        "--request-rate", format_rate(point.qps),
-        *concurrency,
-        "--percentile-metrics", "ttft,tpot,itl,e2el",
-        "--metric-percentiles", _percentiles(serve.percentiles),
-        "--seed", "0",
-        "--disable-tqdm",
-        "--save-result", "--save-detailed",
-        "--result-dir", "raw",
-        "--result-filename", f"{point.id}.json",
-        "--metadata", f"run_id={run.run_id}", f"point={point.id}",
-    ]  # fmt: skip
-
-
-def sonnet_prompts_file(point: Point) -> str:
-    """Where the agent writes the sonnet prompts of a point, relative to the run directory."""
-    return f"data/{point.id}.sonnet.jsonl"
-
-
-def latency_argv(run: Run, vllm: str, paths: PathMap | None = None) -> list[str]:
-    lat = run.latency
-    return [
-        vllm, "bench", "latency",
-        "--model", (paths or PathMap.host(run)).model,
-        "--input-len", str(run.input_len),
-        "--output-len", str(run.output_len),
-        "--batch-size", str(lat.batch_size),
-        "--num-iters-warmup", str(lat.warmup_iters),
-        "--num-iters", str(lat.iters),
-        "--seed", "0",
-        "--output-json", "raw/latency.json",
-        *run.engine.args(random_data=True),
-    ]  # fmt: skip
-
-
-def throughput_argv(run: Run, vllm: str, paths: PathMap | None = None) -> list[str]:
-    return [
-        vllm, "bench", "throughput",
-        "--backend", "vllm",
-        "--model", (paths or PathMap.host(run)).model,
-        "--dataset-name", "random",
-        "--random-input-len", str(run.input_len),
-        "--random-output-len", str(run.output_len),
-        "--num-prompts", str(run.throughput.num_prompts),
-        "--seed", "0",
-        "--output-json", "raw/throughput.json",
-        *run.engine.args(random_data=True),
-    ]  # fmt: skip
-
-
 def git_commit(directory: Path | None = None) -> str | None:
     """The tool's git commit, when it runs from a checkout."""
     where = directory or Path(__file__).resolve().parent
@@ -167,22 +85,17 @@ def git_commit(directory: Path | None = None) -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
-def _point_job(run: Run, point: Point, argv: list[str], deadlines: Deadlines,
-               paths: PathMap) -> PointJob:  # fmt: skip
-    sonnet = None
-    if point.scenario == "serve" and run.serve.dataset == "sonnet":
-        assert paths.dataset is not None and point.num_prompts is not None
-        sonnet = SonnetJob(paths.dataset, sonnet_prompts_file(point), point.num_prompts,
-                           run.input_len)  # fmt: skip
+def _point_job(run: Run, point: Point, target: Target, deadlines: Deadlines) -> PointJob:
+    scenario = scenarios.get(point.scenario)
     return PointJob(
         id=point.id,
         scenario=point.scenario,
-        argv=tuple(argv),
+        argv=tuple(scenario.argv(run, point, target)),
         result=raw_result(point.id),
         expected=point.num_prompts,
-        needs_server=point.scenario == "serve",
+        needs_server=scenario.needs_server,
         timeout_s=deadlines.point_s,
-        sonnet=sonnet,
+        sonnet=scenario.sonnet(run, point, target.paths),
     )
 
 
@@ -215,15 +128,8 @@ def build_job(
 ) -> Job:
     """The agent's job: every command line it runs, its environment and its deadlines."""
     paths = paths or PathMap.host(run)
-    points: list[PointJob] = []
-    for point in run.points():
-        if point.scenario == "serve":
-            argv = serve_point_argv(run, point, vllm, host, port, paths)
-        elif point.scenario == "latency":
-            argv = latency_argv(run, vllm, paths)
-        else:
-            argv = throughput_argv(run, vllm, paths)
-        points.append(_point_job(run, point, argv, deadlines, paths))
+    target = Target(vllm, host, port, paths)
+    points = [_point_job(run, point, target, deadlines) for point in run.points()]
     server = None
     if any(p.needs_server for p in points):
         server = ServerJob(

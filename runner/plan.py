@@ -6,62 +6,25 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from runner import scenarios as registry
 from runner.errors import PlanError
 from runner.vendors import profile_for
 
-SCENARIOS = ("serve", "latency", "throughput")
-DATASETS = ("random", "sonnet", "sharegpt")
+if TYPE_CHECKING:
+    from runner.scenarios.latency import LatencyParams
+    from runner.scenarios.serve import ServeParams
+    from runner.scenarios.throughput import ThroughputParams
+
 PLAN_SCHEMA = 1
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _ENGINE_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-
-
-def parse_qps_list(text: str) -> tuple[float, ...]:
-    """Parse '1,3,5,inf' into request rates; each must be a positive number or `inf`."""
-    rates: list[float] = []
-    for item in (part.strip() for part in text.split(",")):
-        if item.lower() == "inf":
-            rates.append(math.inf)
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            raise PlanError(
-                f"--qps: {item!r} is not a number; give positive request rates such as 1,3,5 or inf"
-            ) from None
-        if not math.isfinite(value) or value <= 0:
-            raise PlanError(f"--qps: {item!r} must be a positive number of requests/s, or inf")
-        rates.append(value)
-    if not rates:
-        raise PlanError("--qps: give at least one request rate, such as 1,3,5")
-    if len(set(rates)) != len(rates):
-        raise PlanError(f"--qps: {text!r} names a rate twice")
-    return tuple(rates)
-
-
-def parse_percentiles(text: str) -> tuple[float, ...]:
-    """Parse '50,90,99' into percentiles strictly between 0 and 100."""
-    values: list[float] = []
-    for item in (part.strip() for part in text.split(",") if part.strip()):
-        try:
-            value = float(item)
-        except ValueError:
-            raise PlanError(
-                f"--percentiles: {item!r} is not a number (example: 50,90,99)"
-            ) from None
-        if not 0 < value < 100:
-            raise PlanError(f"--percentiles: {item} must be between 0 and 100")
-        values.append(value)
-    if not values:
-        raise PlanError("--percentiles: give at least one percentile, such as 50,90,99")
-    return tuple(values)
 
 
 def parse_engine_args(items: Sequence[str]) -> tuple[tuple[str, str | None], ...]:
@@ -225,71 +188,6 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
-class ServeParams:
-    """An online serving sweep: one point per request rate."""
-
-    qps: tuple[float, ...] = (1.0, 3.0, 5.0, 7.0, 9.0)
-    seconds_per_point: float | None = 120.0
-    num_prompts: int | None = None
-    max_concurrency: int | None = None
-    dataset: str = "random"
-    dataset_path: str | None = None
-    percentiles: tuple[float, ...] = (50.0, 90.0, 99.0)
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise PlanError(f"--dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
-        if self.dataset != "random" and self.dataset_path is None:
-            raise PlanError(
-                f"--dataset {self.dataset} needs --dataset-path (the {self.dataset} file)"
-            )
-        if self.num_prompts is not None and self.num_prompts < 1:
-            raise PlanError(f"--num-prompts {self.num_prompts}: must be at least 1")
-        seconds = self.seconds_per_point
-        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-            raise PlanError(f"--seconds-per-point {seconds}: must be a positive number of seconds")
-        if self.num_prompts is None and self.seconds_per_point is None:
-            raise PlanError("give --seconds-per-point or --num-prompts for the serving sweep")
-        if self.num_prompts is None and any(math.isinf(q) for q in self.qps):
-            raise PlanError("--qps inf sends every prompt at once: give --num-prompts for it")
-        if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise PlanError(f"--max-concurrency {self.max_concurrency}: must be at least 1")
-
-    def prompts_for(self, qps: float) -> int:
-        """Prompts per point: --num-prompts, else seconds-per-point x QPS (as the sources do)."""
-        if self.num_prompts is not None:
-            return self.num_prompts
-        assert self.seconds_per_point is not None  # guaranteed by __post_init__
-        return max(1, round(self.seconds_per_point * qps))
-
-
-@dataclass(frozen=True)
-class LatencyParams:
-    """`vllm bench latency`: one batch, offline, repeated."""
-
-    batch_size: int = 8
-    iters: int = 10
-    warmup_iters: int = 3
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.iters < 1 or self.warmup_iters < 0:
-            raise PlanError(
-                "--batch-size and --iters must be at least 1, --warmup-iters at least 0"
-            )
-
-
-@dataclass(frozen=True)
-class ThroughputParams:
-    """`vllm bench throughput`: offline, all prompts at once."""
-
-    num_prompts: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.num_prompts < 1:
-            raise PlanError(f"--num-prompts {self.num_prompts}: must be at least 1")
-
-
-@dataclass(frozen=True)
 class Point:
     """One measurement of a run: a serving rate, or an offline benchmark."""
 
@@ -308,9 +206,9 @@ class Run:
     model: ModelRef
     engine: EngineConfig
     scenarios: tuple[str, ...] = ("serve",)
-    serve: ServeParams = field(default_factory=ServeParams)
-    latency: LatencyParams = field(default_factory=LatencyParams)
-    throughput: ThroughputParams = field(default_factory=ThroughputParams)
+    # Every registered scenario's parameters by its name, the chosen ones and the others alike
+    # (run.json records them all); a scenario left out gets its defaults.
+    params: Mapping[str, object] = field(default_factory=dict, hash=False)
     input_len: int = 1024
     output_len: int = 128
     env: tuple[tuple[str, str], ...] = ()
@@ -319,12 +217,10 @@ class Run:
     def __post_init__(self) -> None:
         profile_for(self.vendor)  # an unknown vendor: one line naming the registered ones
         if not self.scenarios:
-            raise PlanError("give at least one --scenario (serve, latency or throughput)")
-        for scenario in self.scenarios:
-            if scenario not in SCENARIOS:
-                raise PlanError(
-                    f"unknown scenario {scenario!r}: choose from {', '.join(SCENARIOS)}"
-                )
+            raise PlanError(f"give at least one --scenario ({registry.choices()})")
+        for name in self.scenarios:
+            registry.get(name)  # an unknown one: one line naming the registered ones
+        self._fill_params()
         if self.input_len < 1 or self.output_len < 1:
             raise PlanError("--input-len and --output-len must be at least 1 token")
         limit = self.engine.max_model_len
@@ -339,37 +235,71 @@ class Run:
                 "shorten the prompts or raise --max-model-len"
             )
 
+    def _fill_params(self) -> None:
+        given = dict(self.params)
+        filled: dict[str, object] = {}
+        for name in registry.names():
+            params = given.pop(name, None)
+            scenario = registry.get(name)
+            filled[name] = scenario.checked(scenario.params_type() if params is None else params)
+        if given:
+            raise PlanError(f"parameters for unknown scenario(s): {', '.join(sorted(given))}")
+        object.__setattr__(self, "params", filled)  # frozen: set once, while validating
+
+    # Typed views of the built-in scenarios' parameters, for the executors' and models' reads.
+    @property
+    def serve(self) -> ServeParams:
+        return cast("ServeParams", self.params["serve"])
+
+    @property
+    def latency(self) -> LatencyParams:
+        return cast("LatencyParams", self.params["latency"])
+
+    @property
+    def throughput(self) -> ThroughputParams:
+        return cast("ThroughputParams", self.params["throughput"])
+
     def points(self) -> list[Point]:
         """The points in the order they run: the serving sweep first, while the server is up."""
-        points: list[Point] = []
-        if "serve" in self.scenarios:
-            for qps in self.serve.qps:
-                points.append(
-                    Point(f"serve-qps{format_rate(qps)}", "serve", qps, self.serve.prompts_for(qps))
-                )
-        if "latency" in self.scenarios:
-            points.append(Point("latency", "latency", num_prompts=self.latency.batch_size))
-        if "throughput" in self.scenarios:
-            points.append(
-                Point("throughput", "throughput", num_prompts=self.throughput.num_prompts)
-            )
-        return points
+        return [
+            point
+            for name in registry.names()
+            if name in self.scenarios
+            for point in registry.get(name).points(self)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """run.json: the Run as planned, plain JSON (inf rates as the string 'inf')."""
-        data = asdict(self)
-        data["schema"] = PLAN_SCHEMA
-        data["serve"]["qps"] = [format_rate(q) if math.isinf(q) else q for q in self.serve.qps]
-        data["env"] = dict(self.env)
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "vendor": self.vendor,
+            "model": asdict(self.model),
+            "engine": asdict(self.engine),
+            "scenarios": list(self.scenarios),
+            **{name: _plain(params) for name, params in self.params.items()},
+            "input_len": self.input_len,
+            "output_len": self.output_len,
+            "env": dict(self.env),
+            "image": self.image,
+            "schema": PLAN_SCHEMA,
+        }
         data["engine"]["extra_args"] = [[k, v] for k, v in self.engine.extra_args]
-        data["points"] = [
-            {
-                **asdict(p),
-                "qps": format_rate(p.qps) if p.qps is not None and math.isinf(p.qps) else p.qps,
-            }
-            for p in self.points()
-        ]
+        data["points"] = [_plain(p) for p in self.points()]
         return data
+
+
+def _plain(params: object) -> dict[str, Any]:
+    """A dataclass as strict JSON: an infinite rate (qps, a list of them) becomes 'inf'."""
+    assert is_dataclass(params) and not isinstance(params, type)
+    return {key: _no_inf(value) for key, value in asdict(params).items()}
+
+
+def _no_inf(value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        return format_rate(value)
+    if isinstance(value, (list, tuple)):
+        return [_no_inf(item) for item in value]
+    return value
 
 
 def make_run_id(

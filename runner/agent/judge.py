@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..rundir import FAILED, OK
+from ..scenarios.judges import judge_for
 
 
 @dataclass
@@ -35,64 +36,16 @@ def _load(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
-def _first_error(data: dict[str, Any]) -> str | None:
-    errors = data.get("errors")
-    if isinstance(errors, list):
-        for err in errors:
-            if isinstance(err, str) and err.strip():
-                return err.strip().splitlines()[-1][:300]
-    return None
-
-
-def judge_serve(path: Path, expected: int) -> Verdict:
-    """A serving point is good when every prompt it asked for completed and none failed."""
+def judge_result(scenario: str, path: Path, expected: int) -> Verdict:
+    """What the point's output file says, read by its scenario's judge."""
+    judge = judge_for(scenario)
+    if judge is None:
+        return Verdict(FAILED, [f"this agent has no judge for scenario {scenario!r}"])
     data, problem = _load(path)
     if data is None:
         return Verdict(FAILED, [problem or "no result"])
-    reasons = []
-    completed = data.get("completed")
-    failed = data.get("failed", 0)
-    if not isinstance(completed, int):
-        reasons.append("the result has no 'completed' count")
-    elif completed == 0:
-        reasons.append(f"no request completed (0 of {expected})")
-    elif completed != expected:
-        reasons.append(f"completed {completed} of {expected} prompts")
-    if isinstance(failed, int) and failed > 0:
-        reasons.append(f"{failed} of {expected} requests failed")
-    if reasons:
-        error = _first_error(data)
-        if error:
-            reasons.append(f"first error: {error}")
-        return Verdict(FAILED, reasons)
-    return Verdict(OK)
-
-
-def judge_latency(path: Path, expected: int) -> Verdict:
-    data, problem = _load(path)
-    if data is None:
-        return Verdict(FAILED, [problem or "no result"])
-    latency = data.get("avg_latency")
-    if not isinstance(latency, (int, float)) or latency <= 0:
-        return Verdict(FAILED, ["the result has no positive avg_latency"])
-    return Verdict(OK)
-
-
-def judge_throughput(path: Path, expected: int) -> Verdict:
-    data, problem = _load(path)
-    if data is None:
-        return Verdict(FAILED, [problem or "no result"])
-    reasons = []
-    rps = data.get("requests_per_second")
-    if not isinstance(rps, (int, float)) or rps <= 0:
-        reasons.append("the result has no positive requests_per_second")
-    count = data.get("num_requests")
-    if isinstance(count, int) and count != expected:
-        reasons.append(f"ran {count} of {expected} prompts")
+    reasons = judge(data, expected)
     return Verdict(FAILED, reasons) if reasons else Verdict(OK)
-
-
-JUDGES = {"serve": judge_serve, "latency": judge_latency, "throughput": judge_throughput}
 
 
 def judge_point(
@@ -109,4 +62,4 @@ def judge_point(
     if returncode != 0:
         reason = f"exited with status {returncode}"
         return Verdict(FAILED, [reason] + ([log_error] if log_error else []))
-    return JUDGES[scenario](path, expected)
+    return judge_result(scenario, path, expected)

@@ -10,7 +10,8 @@ import pytest
 from runner.errors import PlanError
 from runner.executors.container_spec import MountSpec, build_spec, container_dataset_path
 from runner.executors.docker import DockerExecutor, DockerSettings
-from runner.plan import EngineConfig, ModelRef, Run, ServeParams
+from runner.plan import EngineConfig, ModelRef, Run
+from runner.scenarios.serve import ServeParams
 from runner.vendors import PROFILES
 
 RUN_ID = "20261122-031500-tiny-llama-cpu-da7a00"
@@ -22,9 +23,11 @@ def make_run(dataset: str, dataset_path: Path) -> Run:
         vendor="cpu",
         model=ModelRef(source="org/model"),
         engine=EngineConfig(),
-        serve=ServeParams(
-            qps=(2.0,), num_prompts=10, dataset=dataset, dataset_path=str(dataset_path)
-        ),
+        params={
+            "serve": ServeParams(
+                qps=(2.0,), num_prompts=10, dataset=dataset, dataset_path=str(dataset_path)
+            )
+        },
         input_len=256,
         output_len=32,
     )

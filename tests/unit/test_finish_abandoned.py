@@ -13,7 +13,7 @@ import pytest
 from results.model.rundir import load_run
 from runner.executors.docker import container_end_reason, image_event_line
 from runner.executors.local import LocalExecutor, LocalSettings
-from runner.plan import EngineConfig, LatencyParams, ModelRef, Run
+from runner.plan import EngineConfig, ModelRef, Run
 from runner.rundir import (
     FAILED,
     NOT_RUN,
@@ -23,6 +23,7 @@ from runner.rundir import (
     finish_abandoned,
     partial_dir,
 )
+from runner.scenarios.latency import LatencyParams
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENCY_OUTPUT = ROOT / "tests" / "fixtures" / "vllm-0.32.0-cpu" / "latency.json"
@@ -36,7 +37,7 @@ def make_run() -> Run:
         model=ModelRef(source="org/model"),
         engine=EngineConfig(),
         scenarios=("latency", "throughput"),
-        latency=LatencyParams(batch_size=1),
+        params={"latency": LatencyParams(batch_size=1)},
     )
 
 

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from runner.executors.local import LocalExecutor, LocalSettings
-from runner.plan import EngineConfig, LatencyParams, ModelRef, Run
+from runner.plan import EngineConfig, ModelRef, Run
 from runner.rundir import OK, Job, atomic_write_json, partial_dir, write_error_reason
+from runner.scenarios.latency import LatencyParams
 from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def test_a_run_that_fills_the_disk_ends_in_one_line(small_disk: Path) -> None:
         model=ModelRef(source="org/model"),
         engine=EngineConfig(),
         scenarios=("latency", "throughput"),
-        latency=LatencyParams(batch_size=1),
+        params={"latency": LatencyParams(batch_size=1)},
     )
     copy = f"import shutil; shutil.copy({str(LATENCY_OUTPUT)!r}, 'raw/latency.json')"
     job = {

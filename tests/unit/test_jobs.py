@@ -3,65 +3,23 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
 from runner import __version__
-from runner.jobs import (
-    TOOL_NAME,
-    Deadlines,
-    build_job,
-    latency_argv,
-    serve_point_argv,
-    server_argv,
-    throughput_argv,
-    vendor_env,
-)
-from runner.plan import (
-    EngineConfig,
-    LatencyParams,
-    ModelRef,
-    Point,
-    Run,
-    ServeParams,
-    ThroughputParams,
-)
+from runner.jobs import TOOL_NAME, Deadlines, build_job, server_argv, vendor_env
+from runner.plan import ModelRef
 from runner.rundir import Job
-
-VLLM = "/opt/venv/bin/vllm"
-HOST = "127.0.0.1"
-PORT = 8123
+from runner.scenarios.latency import latency_argv
+from runner.scenarios.serve import ServeParams
+from runner.scenarios.throughput import throughput_argv
+from tests.unit.job_runs import HOST, PORT, VLLM, engine_tail, local_model, make_run
 
 
 @pytest.fixture
 def model(tmp_path: Path) -> ModelRef:
-    directory = tmp_path / "tiny-llama"
-    directory.mkdir()
-    (directory / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
-    return ModelRef.resolve(str(directory))
-
-
-def make_run(model: ModelRef, **overrides: object) -> Run:
-    fields: dict[str, object] = {
-        "run_id": "r1",
-        "vendor": "cpu",
-        "model": model,
-        "engine": EngineConfig(max_model_len=1024),
-        "scenarios": ("serve", "latency", "throughput"),
-        "serve": ServeParams(qps=(1.0, math.inf), num_prompts=20),
-        "latency": LatencyParams(batch_size=4, iters=3, warmup_iters=1),
-        "throughput": ThroughputParams(num_prompts=50),
-        "input_len": 64,
-        "output_len": 32,
-    }
-    fields.update(overrides)
-    return Run(**fields)  # type: ignore[arg-type]
-
-
-def engine_tail() -> list[str]:
-    return ["--tensor-parallel-size", "1", "--max-model-len", "1024", "--no-enable-prefix-caching"]
+    return local_model(tmp_path)
 
 
 def test_model_is_absolute_local_path(model: ModelRef) -> None:
@@ -87,151 +45,6 @@ def test_server_argv_sharegpt_leaves_prefix_caching_alone(model: ModelRef, tmp_p
         VLLM, "serve", model.local_path, "--host", "127.0.0.1", "--port", "8123",
         "--tensor-parallel-size", "1", "--max-model-len", "1024",
     ]  # fmt: skip
-
-
-def serve_common_head(path: str | None) -> list[str]:
-    assert path is not None
-    return [
-        VLLM, "bench", "serve",
-        "--backend", "openai",
-        "--base-url", "http://127.0.0.1:8123",
-        "--endpoint", "/v1/completions",
-        "--model", path,
-        "--tokenizer", path,
-    ]  # fmt: skip
-
-
-def serve_common_tail(point_id: str) -> list[str]:
-    return [
-        "--percentile-metrics", "ttft,tpot,itl,e2el",
-        "--metric-percentiles", "50,90,99",
-        "--seed", "0",
-        "--disable-tqdm",
-        "--save-result", "--save-detailed",
-        "--result-dir", "raw",
-        "--result-filename", f"{point_id}.json",
-        "--metadata", "run_id=r1", f"point={point_id}",
-    ]  # fmt: skip
-
-
-def test_serve_point_argv_random(model: ModelRef) -> None:
-    run = make_run(model)
-    point = run.points()[0]
-    assert point == Point("serve-qps1", "serve", 1.0, 20)
-    assert serve_point_argv(run, point, VLLM, HOST, PORT) == [
-        *serve_common_head(model.local_path),
-        "--dataset-name", "random",
-        "--random-input-len", "64",
-        "--random-output-len", "32",
-        "--ignore-eos",
-        "--num-prompts", "20",
-        "--request-rate", "1",
-        *serve_common_tail("serve-qps1"),
-    ]  # fmt: skip
-
-
-def test_serve_point_argv_inf_with_concurrency_and_percentiles(model: ModelRef) -> None:
-    run = make_run(
-        model,
-        serve=ServeParams(
-            qps=(2.5, math.inf), num_prompts=8, max_concurrency=4, percentiles=(50.0, 99.9)
-        ),
-    )
-    points = run.points()
-    argv = serve_point_argv(run, points[1], VLLM, HOST, PORT)
-    tail = serve_common_tail("serve-qpsinf")
-    tail[3] = "50,99.9"
-    assert argv == [
-        *serve_common_head(model.local_path),
-        "--dataset-name", "random",
-        "--random-input-len", "64",
-        "--random-output-len", "32",
-        "--ignore-eos",
-        "--num-prompts", "8",
-        "--request-rate", "inf",
-        "--max-concurrency", "4",
-        *tail,
-    ]  # fmt: skip
-    first = serve_point_argv(run, points[0], VLLM, HOST, PORT)
-    assert first[first.index("--request-rate") + 1] == "2.5"
-    assert first[first.index("--result-filename") + 1] == "serve-qps2.5.json"
-
-
-def test_serve_point_argv_sharegpt(model: ModelRef) -> None:
-    run = make_run(
-        model,
-        serve=ServeParams(
-            qps=(3.0,), num_prompts=12, dataset="sharegpt", dataset_path="/data/sharegpt.json"
-        ),
-    )
-    point = run.points()[0]
-    assert serve_point_argv(run, point, VLLM, HOST, PORT) == [
-        *serve_common_head(model.local_path),
-        "--dataset-name", "sharegpt",
-        "--dataset-path", "/data/sharegpt.json",
-        "--sharegpt-output-len", "32",
-        "--num-prompts", "12",
-        "--request-rate", "3",
-        *serve_common_tail("serve-qps3"),
-    ]  # fmt: skip
-
-
-def test_serve_point_argv_sonnet(model: ModelRef) -> None:
-    run = make_run(
-        model,
-        serve=ServeParams(qps=(1.0,), num_prompts=6, dataset="sonnet", dataset_path="/s.txt"),
-    )
-    point = run.points()[0]
-    assert serve_point_argv(run, point, VLLM, HOST, PORT) == [
-        *serve_common_head(model.local_path),
-        "--dataset-name", "custom",
-        "--dataset-path", "data/serve-qps1.sonnet.jsonl",
-        "--custom-output-len", "32",
-        "--skip-chat-template",
-        "--num-prompts", "6",
-        "--request-rate", "1",
-        *serve_common_tail("serve-qps1"),
-    ]  # fmt: skip
-
-
-def test_latency_argv(model: ModelRef) -> None:
-    run = make_run(model)
-    assert latency_argv(run, VLLM) == [
-        VLLM, "bench", "latency",
-        "--model", model.local_path,
-        "--input-len", "64",
-        "--output-len", "32",
-        "--batch-size", "4",
-        "--num-iters-warmup", "1",
-        "--num-iters", "3",
-        "--seed", "0",
-        "--output-json", "raw/latency.json",
-        *engine_tail(),
-    ]  # fmt: skip
-
-
-def test_throughput_argv(model: ModelRef) -> None:
-    run = make_run(model)
-    assert throughput_argv(run, VLLM) == [
-        VLLM, "bench", "throughput",
-        "--backend", "vllm",
-        "--model", model.local_path,
-        "--dataset-name", "random",
-        "--random-input-len", "64",
-        "--random-output-len", "32",
-        "--num-prompts", "50",
-        "--seed", "0",
-        "--output-json", "raw/throughput.json",
-        *engine_tail(),
-    ]  # fmt: skip
-
-
-def test_offline_argv_use_repo_id_as_is() -> None:
-    repo = ModelRef(source="org/model")
-    run = make_run(repo, engine=EngineConfig(prefix_caching=True))
-    argv = latency_argv(run, "vllm")
-    assert argv[3:5] == ["--model", "org/model"]
-    assert argv[-3:] == ["--tensor-parallel-size", "1", "--enable-prefix-caching"]
 
 
 def test_build_job(model: ModelRef) -> None:

@@ -9,19 +9,11 @@ from pathlib import Path
 import pytest
 
 from runner.errors import PlanError
-from runner.plan import (
-    EngineConfig,
-    LatencyParams,
-    ModelRef,
-    Plan,
-    Run,
-    ServeParams,
-    ThroughputParams,
-    parse_engine_args,
-    parse_env,
-    parse_percentiles,
-    parse_qps_list,
-)
+from runner.plan import EngineConfig, ModelRef, Plan, Run, parse_engine_args, parse_env
+from runner.scenarios.latency import LatencyParams
+from runner.scenarios.serve import ServeParams
+from runner.scenarios.throughput import ThroughputParams
+from tests.unit.job_runs import with_params
 
 
 def make_model_dir(root: Path, config: dict[str, object] | None = None) -> Path:
@@ -41,87 +33,10 @@ def make_run(model: ModelRef, **overrides: object) -> Run:
         "output_len": 32,
     }
     fields.update(overrides)
-    return Run(**fields)  # type: ignore[arg-type]
+    return Run(**with_params(fields))  # type: ignore[arg-type]
 
 
 REPO = ModelRef(source="meta-llama/Llama-3.1-8B")
-
-
-# -- parse_qps_list ------------------------------------------------------------------------------
-
-
-def test_qps_list_parses_rates_in_order() -> None:
-    assert parse_qps_list("1,3,5") == (1.0, 3.0, 5.0)
-    assert parse_qps_list(" 0.5 , 2 ") == (0.5, 2.0)
-
-
-def test_qps_inf_in_any_case() -> None:
-    assert parse_qps_list("inf") == (math.inf,)
-    assert parse_qps_list("1,INF") == (1.0, math.inf)
-
-
-@pytest.mark.parametrize(
-    ("text", "named"),
-    [
-        ("0", "'0'"),
-        ("-1", "'-1'"),
-        ("abc", "'abc'"),
-        ("1,abc,3", "'abc'"),
-        ("", "''"),
-        ("1,1", "'1,1'"),
-        ("1,1.0", "'1,1.0'"),
-        ("nan", "'nan'"),
-        ("inf,inf", "'inf,inf'"),
-    ],
-)
-def test_qps_rejects_bad_items_naming_them(text: str, named: str) -> None:
-    with pytest.raises(PlanError) as info:
-        parse_qps_list(text)
-    message = str(info.value)
-    assert message.startswith("--qps: ")
-    assert named in message
-
-
-def test_qps_duplicate_message_says_twice() -> None:
-    with pytest.raises(PlanError, match="names a rate twice"):
-        parse_qps_list("2,3,2")
-
-
-def test_qps_rates_that_collapse_to_one_point_id_are_rejected_or_kept_apart() -> None:
-    try:
-        rates = parse_qps_list("1,1.0000001")
-    except PlanError:
-        return  # rejecting them is a fine answer
-    run = make_run(REPO, serve=ServeParams(qps=rates, num_prompts=5))
-    ids = [p.id for p in run.points()]
-    assert len(set(ids)) == len(ids), ids
-
-
-# -- parse_percentiles ---------------------------------------------------------------------------
-
-
-def test_percentiles_parse() -> None:
-    assert parse_percentiles("50,90,99") == (50.0, 90.0, 99.0)
-    assert parse_percentiles("99.9") == (99.9,)
-    assert parse_percentiles("50,,90") == (50.0, 90.0)
-
-
-@pytest.mark.parametrize(
-    ("text", "fragment"),
-    [
-        ("0", "0"),
-        ("100", "100"),
-        ("-5", "-5"),
-        ("abc", "'abc'"),
-        ("", "at least one"),
-        ("50,nan", "nan"),
-    ],
-)
-def test_percentiles_reject(text: str, fragment: str) -> None:
-    with pytest.raises(PlanError) as info:
-        parse_percentiles(text)
-    assert str(info.value).startswith("--percentiles: ")
-    assert fragment in str(info.value)
 
 
 # -- parse_engine_args / parse_env ---------------------------------------------------------------
@@ -325,59 +240,6 @@ def test_engine_bad_values(kwargs: dict[str, object], fragment: str) -> None:
     assert fragment in str(info.value)
 
 
-# -- ServeParams / Latency / Throughput ----------------------------------------------------------
-
-
-def test_serve_inf_needs_num_prompts() -> None:
-    with pytest.raises(PlanError, match="--qps inf"):
-        ServeParams(qps=(1.0, math.inf))
-    assert ServeParams(qps=(math.inf,), num_prompts=10).prompts_for(math.inf) == 10
-
-
-def test_serve_prompts_for() -> None:
-    serve = ServeParams(qps=(1.0, 2.5), seconds_per_point=10.0)
-    assert serve.prompts_for(1.0) == 10
-    assert serve.prompts_for(2.5) == 25
-    assert serve.prompts_for(0.33) == 3  # round(3.3)
-    assert serve.prompts_for(0.36) == 4  # round(3.6)
-    assert ServeParams(seconds_per_point=1.0).prompts_for(0.1) == 1  # never 0
-    assert ServeParams(seconds_per_point=10.0, num_prompts=7).prompts_for(9.0) == 7
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "fragment"),
-    [
-        ({"dataset": "bogus"}, "--dataset 'bogus'"),
-        ({"dataset": "sharegpt"}, "needs --dataset-path"),
-        ({"dataset": "sonnet"}, "needs --dataset-path"),
-        ({"num_prompts": 0}, "--num-prompts 0"),
-        ({"seconds_per_point": 0.0}, "--seconds-per-point 0.0"),
-        ({"seconds_per_point": None}, "give --seconds-per-point or --num-prompts"),
-        ({"max_concurrency": 0}, "--max-concurrency 0"),
-    ],
-)
-def test_serve_bad_values(kwargs: dict[str, object], fragment: str) -> None:
-    with pytest.raises(PlanError) as info:
-        ServeParams(**kwargs)  # type: ignore[arg-type]
-    assert fragment in str(info.value)
-
-
-@pytest.mark.parametrize("seconds", [math.inf, math.nan])
-def test_serve_non_finite_seconds_rejected(seconds: float) -> None:
-    with pytest.raises(PlanError, match="--seconds-per-point"):
-        ServeParams(qps=(1.0,), seconds_per_point=seconds)
-
-
-def test_latency_and_throughput_bounds() -> None:
-    with pytest.raises(PlanError, match="--batch-size"):
-        LatencyParams(batch_size=0)
-    with pytest.raises(PlanError, match="--warmup-iters"):
-        LatencyParams(warmup_iters=-1)
-    assert LatencyParams(warmup_iters=0).warmup_iters == 0
-    with pytest.raises(PlanError, match="--num-prompts 0"):
-        ThroughputParams(num_prompts=0)
-
-
 # -- Run -----------------------------------------------------------------------------------------
 
 
@@ -474,3 +336,25 @@ def test_plan_rejects_empty_and_duplicate_ids() -> None:
     run = make_run(REPO)
     with pytest.raises(PlanError, match="share a run id"):
         Plan(runs=(run, run))
+
+
+def test_run_holds_every_scenarios_params_defaults_for_the_others() -> None:
+    serve = ServeParams(qps=(2.0,), num_prompts=4)
+    run = make_run(REPO, scenarios=("latency",), serve=serve)
+    assert run.params == {
+        "serve": serve,
+        "latency": LatencyParams(),
+        "throughput": ThroughputParams(),
+    }
+    assert (run.serve, run.latency, run.throughput) == (serve, LatencyParams(), ThroughputParams())
+    assert list(run.to_dict()) == [
+        "run_id", "vendor", "model", "engine", "scenarios", "serve", "latency", "throughput",
+        "input_len", "output_len", "env", "image", "schema", "points",
+    ]  # fmt: skip
+
+
+def test_run_refuses_another_scenarios_params_and_unknown_ones() -> None:
+    with pytest.raises(PlanError, match="scenario serve: parameters must be ServeParams"):
+        make_run(REPO, serve=LatencyParams())
+    with pytest.raises(PlanError, match=r"parameters for unknown scenario\(s\): bogus"):
+        make_run(REPO, params={"bogus": LatencyParams()})

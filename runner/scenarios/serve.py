@@ -1,0 +1,219 @@
+"""The online serving sweep: `vllm bench serve` against the run's server, one point per rate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import PlanError
+from runner.jobs import PathMap, Target
+from runner.plan import Point, Run, format_rate
+from runner.rundir import SonnetJob
+from runner.scenarios import Scenario, register
+from runner.scenarios.judges.serve import judge
+
+DATASETS = ("random", "sonnet", "sharegpt")
+
+
+def parse_qps_list(text: str) -> tuple[float, ...]:
+    """Parse '1,3,5,inf' into request rates; each must be a positive number or `inf`."""
+    rates: list[float] = []
+    for item in (part.strip() for part in text.split(",")):
+        if item.lower() == "inf":
+            rates.append(math.inf)
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise PlanError(
+                f"--qps: {item!r} is not a number; give positive request rates such as 1,3,5 or inf"
+            ) from None
+        if not math.isfinite(value) or value <= 0:
+            raise PlanError(f"--qps: {item!r} must be a positive number of requests/s, or inf")
+        rates.append(value)
+    if not rates:
+        raise PlanError("--qps: give at least one request rate, such as 1,3,5")
+    if len(set(rates)) != len(rates):
+        raise PlanError(f"--qps: {text!r} names a rate twice")
+    return tuple(rates)
+
+
+def parse_percentiles(text: str) -> tuple[float, ...]:
+    """Parse '50,90,99' into percentiles strictly between 0 and 100."""
+    values: list[float] = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        try:
+            value = float(item)
+        except ValueError:
+            raise PlanError(
+                f"--percentiles: {item!r} is not a number (example: 50,90,99)"
+            ) from None
+        if not 0 < value < 100:
+            raise PlanError(f"--percentiles: {item} must be between 0 and 100")
+        values.append(value)
+    if not values:
+        raise PlanError("--percentiles: give at least one percentile, such as 50,90,99")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class ServeParams:
+    """An online serving sweep: one point per request rate."""
+
+    qps: tuple[float, ...] = (1.0, 3.0, 5.0, 7.0, 9.0)
+    seconds_per_point: float | None = 120.0
+    num_prompts: int | None = None
+    max_concurrency: int | None = None
+    dataset: str = "random"
+    dataset_path: str | None = None
+    percentiles: tuple[float, ...] = (50.0, 90.0, 99.0)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise PlanError(f"--dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
+        if self.dataset != "random" and self.dataset_path is None:
+            raise PlanError(
+                f"--dataset {self.dataset} needs --dataset-path (the {self.dataset} file)"
+            )
+        if self.num_prompts is not None and self.num_prompts < 1:
+            raise PlanError(f"--num-prompts {self.num_prompts}: must be at least 1")
+        seconds = self.seconds_per_point
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            raise PlanError(f"--seconds-per-point {seconds}: must be a positive number of seconds")
+        if self.num_prompts is None and self.seconds_per_point is None:
+            raise PlanError("give --seconds-per-point or --num-prompts for the serving sweep")
+        if self.num_prompts is None and any(math.isinf(q) for q in self.qps):
+            raise PlanError("--qps inf sends every prompt at once: give --num-prompts for it")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise PlanError(f"--max-concurrency {self.max_concurrency}: must be at least 1")
+
+    def prompts_for(self, qps: float) -> int:
+        """Prompts per point: --num-prompts, else seconds-per-point x QPS (as the sources do)."""
+        if self.num_prompts is not None:
+            return self.num_prompts
+        assert self.seconds_per_point is not None  # guaranteed by __post_init__
+        return max(1, round(self.seconds_per_point * qps))
+
+
+def dataset_file(text: str | None) -> str | None:
+    """--dataset-path as an absolute path to an existing file."""
+    if text is None:
+        return None
+    resolved = Path(text).expanduser().resolve()
+    if not resolved.is_file():
+        raise PlanError(f"--dataset-path {text}: no such file")
+    return str(resolved)
+
+
+def params_from(values: Mapping[str, Any]) -> ServeParams:
+    num_prompts = values["num_prompts"]
+    return ServeParams(
+        qps=parse_qps_list(values["qps"]),
+        # --num-prompts fixes every point's size; seconds-per-point only sizes points without it
+        seconds_per_point=None if num_prompts is not None else values["seconds_per_point"],
+        num_prompts=num_prompts,
+        max_concurrency=values["max_concurrency"],
+        dataset=values["dataset"],
+        dataset_path=dataset_file(values["dataset_path"]),
+        percentiles=parse_percentiles(values["percentiles"]),
+    )
+
+
+def points(run: Run) -> list[Point]:
+    serve = run.serve
+    return [
+        Point(f"serve-qps{format_rate(qps)}", "serve", qps, serve.prompts_for(qps))
+        for qps in serve.qps
+    ]
+
+
+def sonnet_prompts_file(point: Point) -> str:
+    """Where the agent writes the sonnet prompts of a point, relative to the run directory."""
+    return f"data/{point.id}.sonnet.jsonl"
+
+
+def _dataset_args(run: Run, point: Point, paths: PathMap) -> list[str]:
+    dataset = run.serve.dataset
+    if dataset == "random":
+        return [
+            "--dataset-name", "random",
+            "--random-input-len", str(run.input_len),
+            "--random-output-len", str(run.output_len),
+            "--ignore-eos",
+        ]  # fmt: skip
+    if dataset == "sharegpt":
+        assert paths.dataset is not None
+        return [
+            "--dataset-name", "sharegpt",
+            "--dataset-path", paths.dataset,
+            "--sharegpt-output-len", str(run.output_len),
+        ]  # fmt: skip
+    # sonnet: vLLM dropped its sonnet loader; the agent feeds the prompts as a custom set
+    return [
+        "--dataset-name", "custom",
+        "--dataset-path", sonnet_prompts_file(point),
+        "--custom-output-len", str(run.output_len),
+        "--skip-chat-template",
+    ]  # fmt: skip
+
+
+def serve_point_argv(
+    run: Run, point: Point, vllm: str, host: str, port: int, paths: PathMap | None = None
+) -> list[str]:
+    assert point.qps is not None and point.num_prompts is not None
+    serve = run.serve
+    paths = paths or PathMap.host(run)
+    concurrency = (
+        [] if serve.max_concurrency is None else ["--max-concurrency", str(serve.max_concurrency)]
+    )
+    return [
+        vllm, "bench", "serve",
+        "--backend", "openai",
+        "--base-url", f"http://{host}:{port}",
+        "--endpoint", "/v1/completions",
+        "--model", paths.model,
+        "--tokenizer", paths.model,
+        *_dataset_args(run, point, paths),
+        "--num-prompts", str(point.num_prompts),
+        "--request-rate", format_rate(point.qps),
+        *concurrency,
+        "--percentile-metrics", "ttft,tpot,itl,e2el",
+        "--metric-percentiles", ",".join(f"{v:g}" for v in serve.percentiles),
+        "--seed", "0",
+        "--disable-tqdm",
+        "--save-result", "--save-detailed",
+        "--result-dir", "raw",
+        "--result-filename", f"{point.id}.json",
+        "--metadata", f"run_id={run.run_id}", f"point={point.id}",
+    ]  # fmt: skip
+
+
+def _argv(run: Run, point: Point, target: Target) -> list[str]:
+    return serve_point_argv(run, point, target.vllm, target.host, target.port, target.paths)
+
+
+def sonnet(run: Run, point: Point, paths: PathMap) -> SonnetJob | None:
+    """The sonnet recipe's prompts, which the agent writes before the point runs."""
+    if run.serve.dataset != "sonnet":
+        return None
+    assert paths.dataset is not None and point.num_prompts is not None
+    return SonnetJob(paths.dataset, sonnet_prompts_file(point), point.num_prompts, run.input_len)
+
+
+SERVE = register(
+    Scenario(
+        name="serve",
+        help="online serving: `vllm bench serve` against one server, a point per --qps rate",
+        order=10,
+        needs_server=True,
+        params_type=ServeParams,
+        params_from=params_from,
+        points=points,
+        argv=_argv,
+        judge=judge,
+        sonnet=sonnet,
+    )
+)
