@@ -23,6 +23,7 @@ from runner.plan import Plan
 from runner.progress import ConsoleReporter
 from runner.request import RunRequest
 from runner.rundir import EXIT_INTERRUPTED, OK
+from runner.scenarios import choices as scenario_choices
 from runner.vendors import vendor_help
 
 
@@ -84,7 +85,9 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     help="hub model: take it from the HF cache only; fail if it is not there",
 )
 @click.option(
-    "--scenario", multiple=True, help="serve, latency or throughput; repeatable (default: serve)"
+    "--scenario",
+    multiple=True,
+    help=f"{scenario_choices()}; repeatable (default: serve)",
 )
 @click.option(
     "--qps",
