@@ -9,25 +9,18 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
-from runner.executors.base import (
-    AgentWatch,
-    EventSink,
-    RunOutcome,
-    finish_unfinished,
-    read_outcome,
-    relay_line,
-)
+from runner.executors.base import Event, EventSink, RunOutcome
+from runner.executors.supervisor import Supervisor
 from runner.jobs import Deadlines, build_job, git_commit, server_argv, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_flags, check_gpus, check_port, find_vllm, free_port
-from runner.rundir import EXIT_INTERRUPTED, Job
+from runner.rundir import Job
 
 
 @dataclass(frozen=True)
@@ -119,17 +112,24 @@ class LocalExecutor:
 
     def execute(self, plan: Plan, on_event: EventSink) -> list[RunOutcome]:
         vllm = self._vllm()
-        outcomes: list[RunOutcome] = []
-        for run in plan.runs:
-            port = self.settings.port or free_port(self.settings.host)
-            outcome = self._execute_one(run, self._job(run, vllm, port), on_event)
-            outcomes.append(outcome)
-            if outcome.exit_code == EXIT_INTERRUPTED:
-                break
-        return outcomes
-
-    def _execute_one(self, run: Run, job: Job, on_event: EventSink) -> RunOutcome:
         out_root = self.settings.out_root.resolve()
+
+        def start(run: Run, _: EventSink) -> LocalTransport:
+            port = self.settings.port or free_port(self.settings.host)
+            return LocalTransport.start(self._job(run, vllm, port), out_root)
+
+        supervisor = Supervisor(out_root, self.settings.interrupt_grace_s)
+        return supervisor.run_plan(plan.runs, start, on_event)
+
+
+class LocalTransport:
+    """The agent as a child process of this one, in a session of its own, its job on stdin."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._proc = proc
+
+    @classmethod
+    def start(cls, job: Job, out_root: Path) -> LocalTransport:
         argv = [sys.executable, "-m", "runner.agent", "--job", "-", "--out-root", str(out_root)]
         # A session of its own: Ctrl-C reaches bench-run, which tells the agent to wind down,
         # instead of hitting the agent in the middle of writing its run directory.
@@ -141,55 +141,55 @@ class LocalExecutor:
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
         # On stdin: secrets in --env never touch the disk.
         proc.stdin.write(json.dumps(job.to_dict()))
         proc.stdin.close()
-        interrupted = False
-        watched = AgentWatch(on_event)
-        # If the agent does not wind down in time after Ctrl-C, kill it (its server dies with it).
-        watchdog = threading.Timer(self.settings.interrupt_grace_s, _kill_group, args=(proc.pid,))
-        watchdog.daemon = True
+        return cls(proc)
+
+    def lines(self) -> Iterator[str]:
+        assert self._proc.stdout is not None
+        # Not `yield from`: closing this generator (Ctrl-C in the relay) would close the pipe.
+        for line in self._proc.stdout:  # noqa: UP028
+            yield line
+
+    def host_event(self, event: Event) -> Event:
+        return event  # the agent runs on this host: its paths are this host's
+
+    def interrupt(self) -> None:
+        self._proc.send_signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int:
         try:
-            while True:
-                try:
-                    self._relay(proc.stdout, watched)
-                    break
-                except KeyboardInterrupt:
-                    if interrupted:  # a second Ctrl-C: stop waiting
-                        _kill_group(proc.pid)
-                        break
-                    interrupted = True
-                    on_event({"event": "interrupting", "grace_s": self.settings.interrupt_grace_s})
-                    proc.send_signal(signal.SIGINT)
-                    watchdog.start()
-            code = proc.wait()
-        finally:
-            watchdog.cancel()
-        if not (out_root / run.run_id).exists():
-            reason = watched.error or _death_reason(code, interrupted)
-            unfinished = finish_unfinished(
-                run, out_root, code, reason, list(watched.output), interrupted, on_event
-            )
-            if unfinished is not None:
-                return unfinished
-        return read_outcome(run, out_root, code, interrupted)
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self._proc.wait()
 
-    @staticmethod
-    def _relay(stream: Iterable[str], on_event: EventSink) -> None:
-        for line in stream:
-            relay_line(line, on_event)
+    def stderr_tail(self, count: int) -> list[str]:
+        return []  # the agent's stderr is this terminal's: it was seen as it came
 
+    def log_tail(self, count: int) -> list[str]:
+        return []  # its stdout was only relayed: the supervisor keeps the tail it saw
 
-def _death_reason(code: int, interrupted: bool) -> str:
-    if code < 0:
-        how = f"was killed by {signal.Signals(-code).name}"
-    else:
-        how = f"exited with status {code}"
-    when = "after Ctrl-C " if interrupted else ""
-    return f"the agent {how} {when}before it finished the run"
+    def end_reason(self, code: int, interrupted: bool) -> str:
+        if code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with status {code}"
+        when = "after Ctrl-C " if interrupted else ""
+        return f"the agent {how} {when}before it finished the run"
 
+    def fetch_run_dir(self) -> None:
+        return None  # written in place, under this host's output root
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+    def close(self) -> None:
+        if self._proc.poll() is None:  # left running by an error here: not to outlive bench-run
+            self.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()

@@ -17,18 +17,17 @@ from typing import Any
 
 import pytest
 
+from runner.executors.container_paths import HF_CACHE_DIR, HF_TOKEN_FILE, RUNS_DIR, map_paths
 from runner.executors.container_spec import (
-    HF_CACHE_DIR,
-    HF_TOKEN_FILE,
     LABEL_GPUS,
     LABEL_MANAGED,
     LABEL_RUN_ID,
-    RUNS_DIR,
     ContainerSpec,
     build_spec,
     container_groups,
     host_group_id,
 )
+from runner.executors.render.docker_api import to_docker_kwargs
 from runner.plan import EngineConfig, ModelRef, Run
 from runner.vendors import PROFILES, check_host
 
@@ -104,18 +103,17 @@ def make(docker_client: Any, base_image: str, tmp_path: Path) -> Iterator[Callab
 
             check_host(profile, gpus, exists=exists)
             assert set(profile.devices(gpus)) <= set(asked)
-        spec = build_spec(
+        mapped = map_paths(
             run,
-            image=base_image,
-            profile=profile,
-            gpus=gpus,
-            cpus=cpus,
+            profile,
             run_dir_host=paths["runs"],
-            model_host_dir=paths["model"],
             hf_cache_host=paths["hf_cache"],
             hf_token_file=paths["token"],
         )
-        kwargs = spec.to_docker_kwargs()
+        spec = build_spec(
+            run, image=base_image, profile=profile, paths=mapped, gpus=gpus, cpus=cpus
+        )
+        kwargs = to_docker_kwargs(spec)
         kwargs["labels"] = {**kwargs["labels"], TEST_LABEL[0]: TEST_LABEL[1]}
         container = docker_client.containers.create(**kwargs)
         created.append(container)

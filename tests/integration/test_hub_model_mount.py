@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.executors.docker import DockerExecutor, DockerSettings
+from runner.executors.render.docker_api import to_docker_kwargs
 from runner.models import HubSettings, ModelFetch, resolve_model
 from runner.plan import EngineConfig, ModelRef, Run
 from tests.integration.conftest import LABELS
@@ -41,9 +42,10 @@ def test_the_job_path_of_a_hub_model_reads_in_the_container(
     executor = DockerExecutor(
         DockerSettings(out_root=tmp_path / "runs", image=base_image, hf_cache=hf_home)
     )
-    spec = executor._spec(run, None)
-    inside = executor._job(run, spec)["server"]["argv"][2]
-    kwargs = spec.to_docker_kwargs()
+    prepared = executor.prepare(run, None)
+    spec = prepared.spec
+    inside = prepared.job.to_dict()["server"]["argv"][2]
+    kwargs = to_docker_kwargs(spec)
     kwargs.update(command=["python3", "-c", READ, inside], labels={**spec.labels, **LABELS})
     kwargs.pop("name")
     code, logs = run_to_end(docker_client, kwargs)

@@ -12,16 +12,17 @@ from docker.types import DeviceRequest, Mount, Ulimit
 
 from runner import __version__
 from runner.errors import PlanError
-from runner.executors.container_spec import (
+from runner.executors.container_paths import (
     HF_TOKEN_FILE,
-    ContainerSpec,
     MountSpec,
-    build_spec,
-    container_groups,
     container_job_path,
     container_model_dir,
     host_job_path,
+    map_paths,
 )
+from runner.executors.container_spec import ContainerSpec, build_spec, container_groups
+from runner.executors.render.docker_api import to_docker_kwargs
+from runner.executors.render.docker_cli import docker_run_line, mount_value
 from runner.plan import EngineConfig, ModelRef, Run
 from runner.vendors import PROFILES
 
@@ -49,24 +50,32 @@ def make_run(vendor: str, *, tp: int = 1, env: tuple[tuple[str, str], ...] = ())
     )
 
 
+PATH_ARGUMENTS = ("run_dir_host", "hf_cache_host", "hf_token_file", "compile_cache_volume",
+                  "tunableop_volume")  # fmt: skip
+
+
 def spec_for(vendor: str, tmp_path: Path, **overrides: Any) -> ContainerSpec:
     token_file = tmp_path / "hf_token"
     token_file.write_text(TOKEN)
-    arguments: dict[str, Any] = {
-        "image": IMAGE,
-        "profile": PROFILES[vendor],
+    where: dict[str, Any] = {
         "run_dir_host": Path("/srv/runs"),
         "hf_cache_host": Path("/home/me/.cache/huggingface"),
         "hf_token_file": token_file,
         "compile_cache_volume": "vllm-bench-compile-cache",
         "tunableop_volume": "vllm-bench-tunableop",
+    }
+    arguments: dict[str, Any] = {
+        "image": IMAGE,
         "run_id": RUN_ID,
         "tool_version": "1.2.3",
         "group_id": {"video": 44, "render": 109}.get,
     }
     run = overrides.pop("run", None) or make_run(vendor)
+    where.update({k: overrides.pop(k) for k in PATH_ARGUMENTS if k in overrides})
     arguments.update(overrides)
-    return build_spec(run, **arguments)
+    profile = PROFILES[vendor]
+    paths = map_paths(run, profile, **where)
+    return build_spec(run, profile=profile, paths=paths, **arguments)
 
 
 def common_mounts(tmp_path: Path) -> list[Mount]:
@@ -103,7 +112,7 @@ def test_paths_inside_the_container() -> None:
 
 
 def test_amd_spec_all_gpus(tmp_path: Path) -> None:
-    kwargs = spec_for("amd", tmp_path).to_docker_kwargs()
+    kwargs = to_docker_kwargs(spec_for("amd", tmp_path))
     assert kwargs == {
         "image": IMAGE,
         "command": COMMAND,
@@ -127,7 +136,7 @@ def test_amd_spec_all_gpus(tmp_path: Path) -> None:
 
 def test_amd_spec_chosen_gpus(tmp_path: Path) -> None:
     spec = spec_for("amd", tmp_path, gpus=(0, 2), privileged=True, shm_size="64g")
-    kwargs = spec.to_docker_kwargs()
+    kwargs = to_docker_kwargs(spec)
     assert kwargs["devices"] == [
         "/dev/kfd",
         "/dev/dri/renderD128",
@@ -144,7 +153,7 @@ def test_amd_spec_chosen_gpus(tmp_path: Path) -> None:
 
 
 def test_nvidia_spec_all_gpus(tmp_path: Path) -> None:
-    kwargs = spec_for("nvidia", tmp_path).to_docker_kwargs()
+    kwargs = to_docker_kwargs(spec_for("nvidia", tmp_path))
     assert kwargs == {
         "image": IMAGE,
         "command": COMMAND,
@@ -162,17 +171,17 @@ def test_nvidia_spec_all_gpus(tmp_path: Path) -> None:
 
 def test_nvidia_spec_chosen_gpus(tmp_path: Path) -> None:
     spec = spec_for("nvidia", tmp_path, gpus=(0, 1), run=make_run("nvidia", tp=2))
-    kwargs = spec.to_docker_kwargs()
+    kwargs = to_docker_kwargs(spec)
     assert kwargs["device_requests"] == [
         DeviceRequest(count=0, device_ids=["0", "1"], capabilities=[["gpu"]])
     ]
     assert "devices" not in kwargs
     assert kwargs["environment"] == COMMON_ENV
-    assert "--gpus '\"device=0,1\"'" in spec.docker_run_line()
+    assert "--gpus '\"device=0,1\"'" in docker_run_line(spec)
 
 
 def test_cpu_spec_with_a_cpuset(tmp_path: Path) -> None:
-    kwargs = spec_for("cpu", tmp_path, cpus="0-3,8").to_docker_kwargs()
+    kwargs = to_docker_kwargs(spec_for("cpu", tmp_path, cpus="0-3,8"))
     assert kwargs == {
         "image": IMAGE,
         "command": COMMAND,
@@ -193,8 +202,8 @@ def test_local_model_is_mounted_read_only(tmp_path: Path) -> None:
     model.mkdir()
     (model / "config.json").write_text("{}")
     run = Run(RUN_ID, "cpu", ModelRef.resolve(str(model)), EngineConfig())
-    spec = spec_for("cpu", tmp_path, run=run, model_host_dir=model, hf_token_file=None)
-    mounts = spec.to_docker_kwargs()["mounts"]
+    spec = spec_for("cpu", tmp_path, run=run, hf_token_file=None)
+    mounts = to_docker_kwargs(spec)["mounts"]
     assert Mount(target="/models/tiny-llama", source=str(model), type="bind", read_only=True) in (
         mounts
     )
@@ -206,16 +215,16 @@ def test_user_env_reaches_the_container(tmp_path: Path) -> None:
     run = make_run("cpu", env=(("VLLM_CPU_KVCACHE_SPACE", "4"),))
     spec = spec_for("cpu", tmp_path, run=run)
     assert spec.environment == {**COMMON_ENV, "VLLM_CPU_KVCACHE_SPACE": "4"}
-    assert "-e VLLM_CPU_KVCACHE_SPACE=4" in spec.docker_run_line()
+    assert "-e VLLM_CPU_KVCACHE_SPACE=4" in docker_run_line(spec)
 
 
 def test_the_token_is_nowhere(tmp_path: Path) -> None:
     spec = spec_for("amd", tmp_path, gpus=(0,))
-    kwargs = spec.to_docker_kwargs()
+    kwargs = to_docker_kwargs(spec)
     assert "HF_TOKEN" not in kwargs["environment"]
     assert TOKEN not in repr(kwargs)
     assert TOKEN not in json.dumps(spec.redacted())
-    assert TOKEN not in spec.docker_run_line()
+    assert TOKEN not in docker_run_line(spec)
     assert spec.redacted()["environment"]["HF_TOKEN_PATH"] == HF_TOKEN_FILE  # a path: shown
 
 
@@ -254,7 +263,7 @@ def test_redacted_is_plain_json(tmp_path: Path) -> None:
 
 def test_docker_run_line_amd(tmp_path: Path) -> None:
     spec = spec_for("amd", tmp_path, gpus=(0, 2), privileged=True)
-    line = spec.docker_run_line()
+    line = docker_run_line(spec)
     lines = line.split(" \\\n  ")
     assert lines[0] == "docker run"
     assert lines[-1] == shlex.join([IMAGE, *COMMAND])
@@ -290,8 +299,8 @@ def test_docker_run_line_amd(tmp_path: Path) -> None:
 def test_docker_run_line_matches_the_kwargs(tmp_path: Path) -> None:
     for vendor, extra in (("amd", {}), ("nvidia", {"gpus": (3,)}), ("cpu", {"cpus": "0-1"})):
         spec = spec_for(vendor, tmp_path, **extra)
-        kwargs = spec.to_docker_kwargs()
-        words = shlex.split(spec.docker_run_line().replace("\\\n", " "))
+        kwargs = to_docker_kwargs(spec)
+        words = shlex.split(docker_run_line(spec).replace("\\\n", " "))
         pairs = list(zip(words, [*words[1:], ""], strict=True))
         assert [v for f, v in pairs if f == "--device"] == kwargs.get("devices", [])
         assert [v for f, v in pairs if f == "--cap-add"] == kwargs.get("cap_add", [])
@@ -312,7 +321,7 @@ def test_docker_run_line_matches_the_kwargs(tmp_path: Path) -> None:
 
 def test_mount_values_with_commas_are_quoted_for_the_cli() -> None:
     mount = MountSpec("bind", "/data/a,b", "/models/a,b", read_only=True)
-    assert mount.cli_value() == 'type=bind,"source=/data/a,b","target=/models/a,b",readonly'
+    assert mount_value(mount) == 'type=bind,"source=/data/a,b","target=/models/a,b",readonly'
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
@@ -333,7 +342,9 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
 
 
 def test_defaults_come_from_the_run(tmp_path: Path) -> None:
-    spec = build_spec(make_run("cpu"), image=IMAGE, profile=PROFILES["cpu"], run_dir_host=tmp_path)
+    run, profile = make_run("cpu"), PROFILES["cpu"]
+    paths = map_paths(run, profile, run_dir_host=tmp_path)
+    spec = build_spec(run, image=IMAGE, profile=profile, paths=paths)
     assert spec.labels["vllm-bench.run-id"] == RUN_ID
     assert spec.labels["vllm-bench.tool-version"] == __version__
     assert [m.target for m in spec.mounts] == ["/runs"]
@@ -347,7 +358,7 @@ def test_docker_py_accepts_the_kwargs(vendor: str, tmp_path: Path) -> None:
     from docker.models.containers import _create_container_args  # type: ignore[attr-defined]
 
     spec = spec_for(vendor, tmp_path, cpus="0-1")
-    args = _create_container_args({**spec.to_docker_kwargs(), "version": "1.44"})
+    args = _create_container_args({**to_docker_kwargs(spec), "version": "1.44"})
     host = args["host_config"]
     assert host["CpusetCpus"] == "0-1"
     assert len(host["Mounts"]) == len(spec.mounts)

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from runner.errors import PlanError
-from runner.executors.container_spec import MountSpec, build_spec, container_dataset_path
+from runner.executors.container_paths import MountSpec, container_dataset_path, map_paths
+from runner.executors.container_spec import build_spec
 from runner.executors.docker import DockerExecutor, DockerSettings
+from runner.executors.render.docker_cli import docker_run_line
 from runner.plan import EngineConfig, ModelRef, Run
 from runner.scenarios.serve import ServeParams
 from runner.vendors import PROFILES
@@ -35,23 +37,13 @@ def make_run(dataset: str, dataset_path: Path) -> Run:
 
 def test_the_spec_mounts_the_dataset_file_read_only(tmp_path: Path) -> None:
     data = tmp_path / "share gpt.json"
-    spec = build_spec(
-        make_run("sharegpt", data),
-        image="img:1",
-        profile=PROFILES["cpu"],
-        run_dir_host=tmp_path / "runs",
-        dataset_host_file=data,
-    )
+    run, profile = make_run("sharegpt", data), PROFILES["cpu"]
+    paths = map_paths(run, profile, run_dir_host=tmp_path / "runs")
+    spec = build_spec(run, image="img:1", profile=profile, paths=paths)
     assert MountSpec("bind", str(data), "/datasets/share gpt.json", True) in spec.mounts
-    assert f"source={data}" in spec.docker_run_line()
+    assert f"source={data}" in docker_run_line(spec)
     with pytest.raises(PlanError, match="absolute path"):
-        build_spec(
-            make_run("sharegpt", data),
-            image="img:1",
-            profile=PROFILES["cpu"],
-            run_dir_host=tmp_path / "runs",
-            dataset_host_file=Path("relative.json"),
-        )
+        map_paths(make_run("sharegpt", Path("relative.json")), profile, run_dir_host=tmp_path)
 
 
 @pytest.mark.parametrize("dataset", ["sharegpt", "sonnet"])
@@ -60,8 +52,8 @@ def test_the_job_reads_the_dataset_where_the_container_has_it(dataset: str, tmp_
     data.write_text("{}")
     executor = DockerExecutor(DockerSettings(out_root=tmp_path / "runs", image="img:1"))
     run = make_run(dataset, data)
-    spec = executor._spec(run, None)
-    job = executor._job(run, spec)
+    prepared = executor.prepare(run, None)
+    spec, job = prepared.spec, prepared.job.to_dict()
     inside = container_dataset_path(data)
     assert inside == f"/datasets/{dataset}.data"
     assert any(m.source == str(data) and m.target == inside and m.read_only for m in spec.mounts)

@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 
 from results.model.rundir import load_run
-from runner.executors.docker import container_end_reason, image_event_line
-from runner.executors.local import LocalExecutor, LocalSettings
+from runner.executors.docker import image_event_line
+from runner.executors.docker_transport import container_end_reason
+from runner.executors.local import LocalTransport
+from runner.executors.supervisor import Supervisor
 from runner.plan import EngineConfig, ModelRef, Run
 from runner.rundir import (
     FAILED,
     NOT_RUN,
     OK,
+    Job,
     RunDirError,
     atomic_write_json,
     finish_abandoned,
@@ -157,8 +160,8 @@ def test_local_executor_finishes_the_run_of_a_sigkilled_agent(tmp_path: Path) ->
         ],
     }  # fmt: skip
     events: list[dict[str, Any]] = []
-    executor = LocalExecutor(LocalSettings(out_root=tmp_path))
-    outcome = executor._execute_one(run, job, events.append)
+    transport = LocalTransport.start(Job.from_dict(job), tmp_path)
+    outcome = Supervisor(tmp_path).supervise(run.run_id, transport, events.append)
 
     reason = "the agent was killed by SIGKILL before it finished the run"
     assert outcome.exit_code == -signal.SIGKILL

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from runner.executors.local import LocalExecutor, LocalSettings
+from runner.executors.local import LocalTransport
+from runner.executors.supervisor import Supervisor
 from runner.plan import EngineConfig, ModelRef, Run
 from runner.rundir import OK, Job, atomic_write_json, partial_dir, write_error_reason
 from runner.scenarios.latency import LatencyParams
@@ -109,9 +110,8 @@ def test_a_run_that_fills_the_disk_ends_in_one_line(small_disk: Path) -> None:
         ],
     }  # fmt: skip
     events: list[dict[str, Any]] = []
-    outcome = LocalExecutor(LocalSettings(out_root=small_disk))._execute_one(
-        run, Job.from_dict(job), events.append
-    )
+    transport = LocalTransport.start(Job.from_dict(job), small_disk)
+    outcome = Supervisor(small_disk).supervise(run.run_id, transport, events.append)
 
     work = partial_dir(small_disk, RUN_ID)
     line = (

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from runner.cli import main
 from runner.errors import PlanError, PreflightError
-from runner.executors.container_spec import HF_CACHE_DIR, MODELS_DIR
+from runner.executors.container_paths import HF_CACHE_DIR, MODELS_DIR
 from runner.executors.docker import DockerExecutor, DockerSettings
 from runner.models import HubSettings, ModelFetch, _hub_error, resolve_model, resolve_plan
 from runner.plan import EngineConfig, ModelRef, Plan, Run
@@ -389,12 +389,12 @@ def test_docker_job_reaches_the_snapshot_through_the_cache_mount(tmp_path: Path)
     executor = DockerExecutor(
         DockerSettings(out_root=tmp_path / "runs", image="some/image:1", hf_cache=hf_home)
     )
-    spec = executor._spec(run, None)
-    mounts = {m.target: m for m in spec.mounts}
+    prepared = executor.prepare(run, None)
+    mounts = {m.target: m for m in prepared.spec.mounts}
     assert mounts[HF_CACHE_DIR].source == str(hf_home.resolve())
     assert not any(target.startswith(MODELS_DIR) for target in mounts)
     inside = f"{HF_CACHE_DIR}/hub/models--org--tiny-llama/snapshots/{SHA}"
-    job = executor._job(run, spec)
+    job = prepared.job.to_dict()
     text = json.dumps(job)
     assert str(snapshot) not in text  # no host path reaches the container
     assert job["server"]["argv"][2] == inside
@@ -410,6 +410,6 @@ def test_docker_still_mounts_a_model_outside_the_cache(tmp_path: Path) -> None:
     executor = DockerExecutor(
         DockerSettings(out_root=tmp_path / "runs", image="some/image:1", hf_cache=tmp_path / "hf")
     )
-    spec = executor._spec(run, None)
-    assert {m.target for m in spec.mounts} >= {f"{MODELS_DIR}/tiny", HF_CACHE_DIR}
-    assert executor._job(run, spec)["server"]["argv"][2] == f"{MODELS_DIR}/tiny"
+    prepared = executor.prepare(run, None)
+    assert {m.target for m in prepared.spec.mounts} >= {f"{MODELS_DIR}/tiny", HF_CACHE_DIR}
+    assert prepared.job.to_dict()["server"]["argv"][2] == f"{MODELS_DIR}/tiny"
