@@ -48,7 +48,7 @@ from . import provenance, sonnet
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
 from .judge import Verdict, judge_point
 from .procs import CommandResult, Interrupted, Server, ServerFailed, run_command
-from .util import Events, error_line, redact_argv, redact_env, relevant_env, secret_values
+from .util import Events, redact_argv, redact_env, relevant_env, root_cause, secret_values
 
 
 @contextmanager
@@ -156,13 +156,14 @@ class JobRunner:
         log = self.work_dir / self.results[point.id]["log"]
         outcome = self._measure(point, log)
         tail = tail_lines(log)
+        cause = root_cause(tail_lines(log, count=1000, max_bytes=256_000))
         verdict = judge_point(
             point.scenario,
             self.work_dir / point.result,
             point.expected or 0,
             outcome.returncode,
             outcome.timed_out,
-            error_line(tail),
+            cause,
         )
         extra: dict[str, Any] = {
             "seconds": round(outcome.seconds, 3),

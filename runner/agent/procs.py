@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..rundir import tail_lines
-from .util import error_line
+from .util import root_cause
 
 POLL_S = 0.1  # /health is polled this often: the ready time is this precise
 
@@ -166,9 +166,9 @@ class Server:
         self.proc = spawn(self.argv, cwd=self.cwd, env=self.env, log=self.log)
 
     def failure(self, reason: str) -> ServerFailed:
-        tail = tail_lines(self.log)
-        line = error_line(tail)
-        return ServerFailed(f"{reason}: {line}" if line else reason, tail)
+        # The root cause may be a few hundred lines above the end (a worker's traceback).
+        line = root_cause(tail_lines(self.log, count=1000, max_bytes=256_000))
+        return ServerFailed(f"{reason}: {line}" if line else reason, tail_lines(self.log))
 
     def wait_ready(
         self, deadline_s: float, on_wait: Callable[[float], None] | None = None

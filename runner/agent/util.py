@@ -96,6 +96,41 @@ def error_line(lines: list[str]) -> str | None:
     return None
 
 
+# vLLM's wrappers that only point elsewhere: the exception they wrap is the news.
+_WRAPPER = re.compile(
+    r"See root cause above|See stack trace for root cause|initialization failed due to an "
+    r"exception in a background process"
+)
+# vLLM's log prefixes: "(EngineCore pid=12) ERROR 12-02 04:30:27 [core.py:1510] "
+_LOG_PREFIX = re.compile(
+    r"^(\([^()]* pid=\d+\)\s*)?((DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\d "
+    r"\d\d:\d\d:\d\d(\.\d+)? \[[^\]]*\]\s*)?"
+)
+_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*\.)?[A-Z]\w*(Error|Exception|Interrupt|Exit)\b:? ")
+
+
+def _message(line: str) -> str:
+    return _LOG_PREFIX.sub("", line.strip(), count=1).strip()
+
+
+def root_cause(lines: list[str]) -> str | None:
+    """The line that says why a process died: vLLM's root cause, not its wrapper around it.
+
+    vLLM's engine dies with "Engine core initialization failed. See root cause above"; the
+    exception that caused it (a ValueError about memory, a kernel's RuntimeError) is logged
+    earlier by the engine or a worker. The first exception line that is not such a wrapper is
+    that cause; without a wrapper the last error line is.
+    """
+    last = error_line(lines)
+    if last is None or not _WRAPPER.search(last):
+        return last
+    for line in lines:
+        message = _message(line)
+        if _EXCEPTION.match(message) and not _WRAPPER.search(message):
+            return message
+    return last
+
+
 class Events:
     """JSON-line progress events: to a stream (the executor reads it) and to events.jsonl."""
 
