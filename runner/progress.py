@@ -113,6 +113,14 @@ class ConsoleReporter:
         image_id = str(e.get("id"))[:19]
         self.note(f"image {e.get('image')} ready ({e.get('how')}, {image_id})", "green")
 
+    def _on_note(self, e: dict[str, Any]) -> None:
+        self.note(str(e.get("text")), "dim")
+
+    def _on_loadgen_unavailable(self, e: dict[str, Any]) -> None:
+        self.note(
+            f"warning: one `vllm bench serve` process per point ({e.get('reason')})", "yellow"
+        )
+
     def _on_run_started(self, e: dict[str, Any]) -> None:
         self.note(f"run {e['run_id']}: {e['points']} point(s) -> {e['run_dir']}", "bold")
         if self.live:

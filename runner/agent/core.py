@@ -44,7 +44,7 @@ from ..rundir import (
     tail_lines,
     write_error_reason,
 )
-from . import provenance, sonnet
+from . import host, provenance, sonnet
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
 from .judge import Verdict, judge_point
 from .procs import CommandResult, Interrupted, Server, ServerFailed, run_command
@@ -82,12 +82,21 @@ class JobRunner:
         self.work_dir = partial_dir(out_root, self.run_id)
         self.events = events
         self.env = {**os.environ, **job.env}
+        self.decided = self._decide_env()  # variables the agent chose for this host, with why
+        self.env.update({name: value for name, (value, _) in self.decided.items()})
         self.secrets = secret_values(self.env)
         self.points = job.points
         self.results: dict[str, dict[str, Any]] = {p.id: new_point_status(p) for p in self.points}
         self.status = new_status(self.run_id, list(self.results.values()), now())
         self.loadgen: LoadGenerator | None = None  # the sweep's client, while it is usable
         self.loadgen_timeout_s = 600.0
+
+    def _decide_env(self) -> dict[str, tuple[str, str]]:
+        argvs = [p.argv for p in self.job.points]
+        if self.job.server is not None:
+            argvs.append(self.job.server.argv)
+        sizing = host.size_cpu_kv_cache(self.job.vendor, self.env, argvs, host.available_memory())
+        return {} if sizing is None else {host.KV_ENV: (str(sizing.gib), sizing.note)}
 
     # -- files -------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -117,9 +126,16 @@ class JobRunner:
                 "server": redact_argv(server.argv, self.secrets) if server else None,
                 "points": {p.id: redact_argv(p.argv, self.secrets) for p in self.points},
             },
-            "env": redact_env({**relevant_env(os.environ), **self.job.env}, self.secrets),
+            "env": redact_env(
+                {**relevant_env(os.environ), **self.job.env, **self._decided_values()},
+                self.secrets,
+            ),
+            "decided_env": {name: why for name, (_, why) in self.decided.items()},
             "started": self.status["started"],
         }
+
+    def _decided_values(self) -> dict[str, str]:
+        return {name: value for name, (value, _) in self.decided.items()}
 
     # -- points ------------------------------------------------------------------------------
     def _record(self, point: PointJob, verdict: Verdict, **extra: Any) -> None:
@@ -293,6 +309,8 @@ class JobRunner:
             run_dir=str(self.final_dir),
             points=len(self.points),
         )
+        for _, why in self.decided.values():
+            self.events.emit("note", text=why)
         code = EXIT_OK
         try:
             with _interruptible():

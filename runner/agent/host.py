@@ -1,0 +1,64 @@
+"""What the agent decides from the host it runs on: the CPU backend's KV-cache size."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+KV_ENV = "VLLM_CPU_KVCACHE_SPACE"  # GiB of KV cache for vLLM's CPU backend
+# The flags that size the CPU backend's memory themselves; with one of them we choose nothing.
+_SIZING_FLAGS = ("--gpu-memory-utilization", "--kv-cache-memory-bytes")
+KV_FRACTION = 0.4  # of the memory available at start: the rest holds the weights and the OS
+_GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class KvSizing:
+    """A KV-cache size chosen for the CPU backend, and the sentence that says so."""
+
+    gib: int
+    note: str
+
+
+def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """MemAvailable in bytes (what can be had without swapping), None if unreadable."""
+    try:
+        for line in meminfo.read_text(encoding="ascii").splitlines():
+            name, _, value = line.partition(":")
+            if name == "MemAvailable":
+                return int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _names_flag(argv: Sequence[str], flag: str) -> bool:
+    return any(arg == flag or arg.startswith(f"{flag}=") for arg in argv)
+
+
+def size_cpu_kv_cache(
+    vendor: str,
+    env: Mapping[str, str],
+    argvs: Sequence[Sequence[str]],
+    available: int | None,
+) -> KvSizing | None:
+    """The CPU backend's KV cache when the user sized neither it nor vLLM's memory share.
+
+    Without either, vLLM reserves 0.92 of the NUMA node's memory and refuses to start when less
+    is free (page cache and other processes often hold more than 8%). A fixed size from the
+    memory available now starts instead; it is said in an event and kept in provenance.
+    """
+    if vendor != "cpu" or env.get(KV_ENV):
+        return None
+    if any(_names_flag(argv, flag) for argv in argvs for flag in _SIZING_FLAGS):
+        return None
+    if available is None:
+        return None
+    gib = max(1, int(available * KV_FRACTION // _GIB))
+    note = (
+        f"KV cache: {KV_ENV}={gib} (GiB), {KV_FRACTION:.0%} of the {available / _GIB:.1f} GiB "
+        "available at start, since neither it nor --gpu-memory-utilization was set; set either "
+        "to choose"
+    )
+    return KvSizing(gib, note)
