@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..vendors import names, profile_for
+
 KV_ENV = "VLLM_CPU_KVCACHE_SPACE"  # GiB of KV cache for vLLM's CPU backend
 # The flags that size the CPU backend's memory themselves; with one of them we choose nothing.
 _SIZING_FLAGS = ("--gpu-memory-utilization", "--kv-cache-memory-bytes")
@@ -49,8 +51,8 @@ def size_cpu_kv_cache(
     is free (page cache and other processes often hold more than 8%). A fixed size from the
     memory available now starts instead; it is said in an event and kept in provenance.
     """
-    if vendor != "cpu" or env.get(KV_ENV):
-        return None
+    if vendor not in names() or profile_for(vendor).uses_gpus or env.get(KV_ENV):
+        return None  # vLLM's CPU backend only: the vendor without GPUs
     if any(_names_flag(argv, flag) for argv in argvs for flag in _SIZING_FLAGS):
         return None
     if available is None:

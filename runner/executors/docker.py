@@ -12,7 +12,6 @@ from pathlib import Path
 import docker
 from docker.utils import kwargs_from_env
 
-from runner.agent.gpus import discover
 from runner.errors import PlanError, PreflightError
 from runner.executors.base import Event, EventSink, RunOutcome
 from runner.executors.container_paths import ContainerPaths, map_paths
@@ -25,7 +24,7 @@ from runner.images import docker_ops
 from runner.jobs import Deadlines, build_job, git_commit
 from runner.plan import Plan, Run
 from runner.rundir import Job
-from runner.vendors import check_gpu_ids, check_host, profile_for
+from runner.vendors import check_gpu_ids, check_host, discover, profile_for
 
 CONTAINER_PORT = 8000  # the server's port inside the container's own network namespace
 COMPILE_CACHE_VOLUME = "vllm-bench-compile-cache"
