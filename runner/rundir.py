@@ -158,6 +158,8 @@ class Job:
     executor: Mapping[str, Any] = field(default_factory=dict)
     # persistent: one load generator runs every serving point; process: one process per point
     client_mode: str = "persistent"
+    # the vendor's tuned environment (the catalog's), under `env`: what the user sets wins
+    tuned_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -178,6 +180,7 @@ class Job:
             "server": self.server.to_dict() if self.server is not None else None,
             "points": [p.to_dict() for p in self.points],
             "client_mode": self.client_mode,
+            "tuned_env": dict(self.tuned_env),
         }
 
     @classmethod
@@ -196,6 +199,7 @@ class Job:
                 tool=dict(data.get("tool") or {}),
                 executor=dict(data.get("executor") or {}),
                 client_mode=str(data.get("client_mode") or "persistent"),
+                tuned_env={str(k): str(v) for k, v in (data.get("tuned_env") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"the job lacks or mistypes {exc}") from None

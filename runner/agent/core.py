@@ -81,7 +81,8 @@ class JobRunner:
         self.final_dir = out_root / self.run_id
         self.work_dir = partial_dir(out_root, self.run_id)
         self.events = events
-        self.env = {**os.environ, **job.env}
+        # The host's environment, then the vendor's tuning, then what the user asked for.
+        self.env = {**os.environ, **job.tuned_env, **job.env}
         self.decided = self._decide_env()  # variables the agent chose for this host, with why
         self.env.update({name: value for name, (value, _) in self.decided.items()})
         self.secrets = secret_values(self.env)
@@ -95,7 +96,10 @@ class JobRunner:
         argvs = [p.argv for p in self.job.points]
         if self.job.server is not None:
             argvs.append(self.job.server.argv)
-        sizing = host.size_cpu_kv_cache(self.job.vendor, self.env, argvs, host.available_memory())
+        chosen = {**os.environ, **self.job.env}  # a tuned value is a default, not a choice
+        sizing = host.size_cpu_kv_cache(
+            self.job.vendor, chosen, argvs, host.available_memory(), self.job.tuned_env
+        )
         return {} if sizing is None else {host.KV_ENV: (str(sizing.gib), sizing.note)}
 
     # -- files -------------------------------------------------------------------------------
@@ -127,7 +131,12 @@ class JobRunner:
                 "points": {p.id: redact_argv(p.argv, self.secrets) for p in self.points},
             },
             "env": redact_env(
-                {**relevant_env(os.environ), **self.job.env, **self._decided_values()},
+                {
+                    **relevant_env(os.environ),
+                    **self.job.tuned_env,
+                    **self.job.env,
+                    **self._decided_values(),
+                },
                 self.secrets,
             ),
             "decided_env": {name: why for name, (_, why) in self.decided.items()},

@@ -44,12 +44,15 @@ def size_cpu_kv_cache(
     env: Mapping[str, str],
     argvs: Sequence[Sequence[str]],
     available: int | None,
+    tuned: Mapping[str, str] | None = None,
 ) -> KvSizing | None:
     """The CPU backend's KV cache when the user sized neither it nor vLLM's memory share.
 
     Without either, vLLM reserves 0.92 of the NUMA node's memory and refuses to start when less
     is free (page cache and other processes often hold more than 8%). A fixed size from the
-    memory available now starts instead; it is said in an event and kept in provenance.
+    memory available now starts instead; it is said in an event and kept in provenance. The
+    vendor's tuned value (`tuned`, the catalog's fixed size) is kept when it fits in that share,
+    and lowered to it, saying so, when it does not.
     """
     if vendor not in names() or profile_for(vendor).uses_gpus or env.get(KV_ENV):
         return None  # vLLM's CPU backend only: the vendor without GPUs
@@ -58,6 +61,16 @@ def size_cpu_kv_cache(
     if available is None:
         return None
     gib = max(1, int(available * KV_FRACTION // _GIB))
+    default = (tuned or {}).get(KV_ENV, "")
+    if default.isdigit():
+        if int(default) <= gib:
+            return None  # the tuned size fits: keep it, so results do not follow host memory
+        note = (
+            f"KV cache: {KV_ENV}={gib} (GiB) instead of the tuned {default}, which does not fit in "
+            f"{KV_FRACTION:.0%} of the {available / _GIB:.1f} GiB available at start; set it or "
+            "--gpu-memory-utilization to choose"
+        )
+        return KvSizing(gib, note)
     note = (
         f"KV cache: {KV_ENV}={gib} (GiB), {KV_FRACTION:.0%} of the {available / _GIB:.1f} GiB "
         "available at start, since neither it nor --gpu-memory-utilization was set; set either "

@@ -40,3 +40,11 @@ def test_available_memory_reads_meminfo(tmp_path: Path) -> None:
     assert available_memory(meminfo) == 2048 * 1024
     assert available_memory(tmp_path / "missing") is None
     assert available_memory() is not None  # this Linux host's own
+
+
+def test_a_tuned_size_is_kept_when_it_fits_and_lowered_when_not() -> None:
+    tuned = {KV_ENV: "4"}
+    assert size_cpu_kv_cache("cpu", {}, [SERVE], 20 * GIB, tuned) is None  # 4 <= 8: kept
+    lowered = size_cpu_kv_cache("cpu", {}, [SERVE], 5 * GIB, tuned)
+    assert lowered is not None and lowered.gib == 2
+    assert "instead of the tuned 4" in lowered.note
