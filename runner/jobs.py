@@ -146,4 +146,5 @@ def build_job(
         env=vendor_env(run),
         tool={"name": TOOL_NAME, "version": __version__, "git_commit": commit},
         executor=executor,
+        client_mode=run.serve.client_mode,
     )

@@ -51,6 +51,7 @@ class RunRequest:
     input_len: int = 1024
     output_len: int = 128
     percentiles: str = "50,90,99"
+    client_mode: str = "persistent"
     batch_size: int = 8
     iters: int = 10
     warmup_iters: int = 3

@@ -116,6 +116,13 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     "--percentiles", default="50,90,99", show_default=True, help="latency percentiles to report"
 )
 @click.option(
+    "--client-mode",
+    default="persistent",
+    show_default=True,
+    help="persistent: one load generator runs the sweep (vLLM's serving benchmark imported "
+    "once, beside the server's start); process: one `vllm bench serve` process per point",
+)
+@click.option(
     "--batch-size", type=int, default=8, show_default=True, help="latency: prompts per batch"
 )
 @click.option(

@@ -16,6 +16,7 @@ from runner.scenarios import Scenario, register
 from runner.scenarios.judges.serve import judge
 
 DATASETS = ("random", "sonnet", "sharegpt")
+CLIENT_MODES = ("persistent", "process")
 
 
 def parse_qps_list(text: str) -> tuple[float, ...]:
@@ -70,8 +71,15 @@ class ServeParams:
     dataset: str = "random"
     dataset_path: str | None = None
     percentiles: tuple[float, ...] = (50.0, 90.0, 99.0)
+    # persistent: one load generator for the sweep (vLLM's code, imported once); process: one
+    # `vllm bench serve` process per point, as a shell loop runs it
+    client_mode: str = "persistent"
 
     def __post_init__(self) -> None:
+        if self.client_mode not in CLIENT_MODES:
+            raise PlanError(
+                f"--client-mode {self.client_mode!r}: choose one of {', '.join(CLIENT_MODES)}"
+            )
         if self.dataset not in DATASETS:
             raise PlanError(f"--dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
         if self.dataset != "random" and self.dataset_path is None:
@@ -119,6 +127,7 @@ def params_from(values: Mapping[str, Any]) -> ServeParams:
         dataset=values["dataset"],
         dataset_path=dataset_file(values["dataset_path"]),
         percentiles=parse_percentiles(values["percentiles"]),
+        client_mode=values.get("client_mode") or "persistent",
     )
 
 
