@@ -199,7 +199,6 @@ def make_executor(
             host=request.host,
             port=request.port,
             deadlines=deadlines,
-            check_flags=not request.skip_flag_check,
         )
     )
 

@@ -1,42 +1,20 @@
-"""Checks made before anything starts: vLLM is there, the GPUs suffice, vLLM accepts the flags."""
+"""Checks made before anything starts: vLLM is there, the GPUs suffice, the port is free.
+
+vLLM's own parser checks the engine flags as the server starts (the agent turns its refusal
+into one line), so no check of them sits on the critical path here.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
-from runner.agent.provenance import interpreter_of
-from runner.agent.util import error_line
 from runner.errors import PreflightError
 from runner.plan import Plan
 from runner.vendors import Gpu, discover, profile_for
-
-FLAG_CHECK_TIMEOUT_S = 180.0
-_UNCHECKABLE = 3
-
-# Builds `vllm serve`'s own parser, as vLLM's CLI does, parses and validates the flags, exits.
-FLAG_CHECK_SNIPPET = """
-import sys
-try:
-    from vllm.entrypoints.cli.serve import ServeSubcommand
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
-except ImportError as exc:
-    print(f"cannot load vLLM's argument parser: {exc}", file=sys.stderr)
-    sys.exit(3)
-parser = FlexibleArgumentParser(prog="vllm")
-command = ServeSubcommand()
-command.subparser_init(parser.add_subparsers(dest="subparser"))
-args = parser.parse_args(["serve", *sys.argv[1:]])
-try:
-    command.validate(args)
-except Exception as exc:
-    print(f"vllm serve: error: {exc}", file=sys.stderr)
-    sys.exit(2)
-"""
 
 INSTALL_HINT = (
     "install vLLM into this environment (pip install vllm; on a CPU host `make venv` installs "
@@ -93,33 +71,3 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def check_flags(vllm: str, engine_argv: list[str], env: dict[str, str]) -> str | None:
-    """Let vLLM's own parser judge `vllm serve` flags; raise with vLLM's error line if it rejects.
-
-    Returns a warning when the check could not be made (the server start still fails fast).
-    """
-    python = interpreter_of(vllm)
-    if python is None:
-        return f"could not check the flags: {vllm} is not a Python console script"
-    try:
-        proc = subprocess.run(
-            [python, "-c", FLAG_CHECK_SNIPPET, *engine_argv],
-            capture_output=True,
-            text=True,
-            timeout=FLAG_CHECK_TIMEOUT_S,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return f"could not check the flags: vLLM's parser took over {FLAG_CHECK_TIMEOUT_S:g} s"
-    except OSError as exc:
-        return f"could not check the flags: {exc}"
-    if proc.returncode == 0:
-        return None
-    lines = proc.stderr.strip().splitlines()
-    if proc.returncode == _UNCHECKABLE:
-        return f"could not check the flags: {lines[-1] if lines else 'unknown reason'}"
-    line = error_line(lines) or (lines[-1] if lines else f"exit status {proc.returncode}")
-    raise PreflightError(f"vLLM rejects the engine flags: {line}")

@@ -86,7 +86,6 @@ class RunRequest:
     port: int | None = None
     server_timeout: float = 1200.0
     point_timeout: float = 3600.0
-    skip_flag_check: bool = False
     dry_run: bool = False
 
     @classmethod

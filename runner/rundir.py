@@ -38,6 +38,7 @@ FAILED = "failed"
 NOT_RUN = "not-run"
 RUNNING = "running"
 INTERRUPTED = "interrupted"
+REJECTED = "rejected"  # an outcome, never a status.json state: nothing ran, nothing was written
 UNFINISHED_VERDICTS = (NOT_RUN, RUNNING)
 RUN_STATES = (RUNNING, OK, FAILED, INTERRUPTED)
 

@@ -44,11 +44,17 @@ from ..rundir import (
     tail_lines,
     write_error_reason,
 )
+from ..vendors import discover, profile_for
+from ..vendors import names as vendor_names
 from . import host, provenance, sonnet
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
 from .judge import Verdict, judge_point
 from .procs import CommandResult, Interrupted, Server, ServerFailed, run_command
 from .util import Events, redact_argv, redact_env, relevant_env, root_cause, secret_values
+
+
+class ConfigRejected(Exception):
+    """The configuration cannot run here (vLLM refuses its flags, too few GPUs): one line."""
 
 
 @contextmanager
@@ -280,6 +286,8 @@ class JobRunner:
                 server.check_alive()
                 self._run_point(point)
         except ServerFailed as exc:
+            if exc.rejected:  # a bad configuration, not a measurement: nothing to keep
+                raise ConfigRejected(f"vLLM rejects the engine flags: {exc.cause}") from exc
             info["error"] = exc.reason
             self.events.emit("server_failed", reason=exc.reason, log_tail=exc.log_tail)
             self._fail_remaining(points, exc.reason, exc.log_tail)
@@ -308,7 +316,32 @@ class JobRunner:
         self.status.update(status=OK)
         return EXIT_OK
 
+    def _check_gpus(self) -> None:
+        """The GPUs this agent sees (in a container: those it was given) must hold --tp."""
+        vendor = self.job.vendor
+        tp = int((self.run.get("engine") or {}).get("tp") or 1)
+        if vendor not in vendor_names() or not profile_for(vendor).uses_gpus:
+            return
+        found = len(discover(vendor))
+        if found < tp:
+            raise ConfigRejected(
+                f"--tp {tp} needs {tp} {vendor} GPUs but {profile_for(vendor).tools} sees "
+                f"{found} where the agent runs: lower --tp or give it more GPUs (--gpus)"
+            )
+
+    def _discard(self, reason: str) -> int:
+        """A configuration refused before anything was measured: leave no run directory."""
+        self.events.detach()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.events.emit("job_error", reason=reason, rejected=True)
+        return EXIT_BAD_JOB
+
     def execute(self) -> int:
+        try:
+            self._check_gpus()
+        except ConfigRejected as exc:
+            self.events.emit("job_error", reason=str(exc), rejected=True)
+            return EXIT_BAD_JOB
         self._prepare()
         prov = self._provenance()
         atomic_write_json(self.work_dir / PROVENANCE_FILE, prov)
@@ -324,6 +357,8 @@ class JobRunner:
         try:
             with _interruptible():
                 code = self._run_points()
+        except ConfigRejected as exc:
+            return self._discard(str(exc))
         except Interrupted as exc:
             for entry in self.results.values():
                 if entry["verdict"] in UNFINISHED_VERDICTS:
@@ -331,22 +366,27 @@ class JobRunner:
             self.status.update(status=INTERRUPTED, reason=f"interrupted by {exc}")
             code = EXIT_INTERRUPTED
         finally:
-            self.status["finished"] = now()
-            if self.status["status"] == RUNNING:
-                self.status.update(status=FAILED, reason="the agent stopped unexpectedly")
-            self._write_status()
-            prov["finished"] = self.status["finished"]
-            atomic_write_json(self.work_dir / PROVENANCE_FILE, prov)
-            self.events.emit(
-                "run_finished",
-                run_id=self.run_id,
-                status=self.status["status"],
-                reason=self.status["reason"],
-                run_dir=str(self.final_dir),
-            )
-            self.events.detach()
-            os.replace(self.work_dir, self.final_dir)
+            if self.work_dir.exists():
+                self._finish(prov)
         return code
+
+    def _finish(self, prov: dict[str, Any]) -> None:
+        """status.json and provenance.json say how the run ended; the directory gets its name."""
+        self.status["finished"] = now()
+        if self.status["status"] == RUNNING:
+            self.status.update(status=FAILED, reason="the agent stopped unexpectedly")
+        self._write_status()
+        prov["finished"] = self.status["finished"]
+        atomic_write_json(self.work_dir / PROVENANCE_FILE, prov)
+        self.events.emit(
+            "run_finished",
+            run_id=self.run_id,
+            status=self.status["status"],
+            reason=self.status["reason"],
+            run_dir=str(self.final_dir),
+        )
+        self.events.detach()
+        os.replace(self.work_dir, self.final_dir)
 
 
 def run_job(job: dict[str, Any], out_root: Path, events: Events) -> int:

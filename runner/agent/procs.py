@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,10 +125,20 @@ def run_command(
 class ServerFailed(Exception):
     """The server exited, reported itself dead, or was not ready in time."""
 
-    def __init__(self, reason: str, log_tail: list[str]) -> None:
+    def __init__(
+        self, reason: str, log_tail: list[str], cause: str | None = None, rejected: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.log_tail = log_tail
+        self.cause = cause  # vLLM's own line for it
+        self.rejected = rejected  # vLLM's argument parser refused the flags: nothing started
+
+
+# `vllm serve` with a flag its parser refuses exits with status 2 and argparse's line, e.g.
+# "vllm serve: error: unrecognized arguments: --no-such-flag", before anything is loaded.
+_PARSER_ERROR = re.compile(r"^(usage: |\S.*: error: )")
+ARGPARSE_EXIT = 2
 
 
 def http_status(url: str, timeout_s: float = 5.0) -> int | None:
@@ -165,10 +176,14 @@ class Server:
     def start(self) -> None:
         self.proc = spawn(self.argv, cwd=self.cwd, env=self.env, log=self.log)
 
-    def failure(self, reason: str) -> ServerFailed:
+    def failure(self, reason: str, exit_status: int | None = None) -> ServerFailed:
         # The root cause may be a few hundred lines above the end (a worker's traceback).
-        line = root_cause(tail_lines(self.log, count=1000, max_bytes=256_000))
-        return ServerFailed(f"{reason}: {line}" if line else reason, tail_lines(self.log))
+        lines = tail_lines(self.log, count=1000, max_bytes=256_000)
+        line = root_cause(lines)
+        parser_line = next((x for x in reversed(lines) if _PARSER_ERROR.match(x.strip())), None)
+        if exit_status == ARGPARSE_EXIT and parser_line is not None and ": error: " in parser_line:
+            return ServerFailed(reason, tail_lines(self.log), parser_line.strip(), rejected=True)
+        return ServerFailed(f"{reason}: {line}" if line else reason, tail_lines(self.log), line)
 
     def wait_ready(
         self, deadline_s: float, on_wait: Callable[[float], None] | None = None
@@ -180,7 +195,9 @@ class Server:
         while True:
             code = self.proc.poll()
             if code is not None:
-                raise self.failure(f"vllm serve exited with status {code} before it was ready")
+                raise self.failure(
+                    f"vllm serve exited with status {code} before it was ready", code
+                )
             status = http_status(self.health_url, timeout_s=2.0)
             if status == 200:
                 return time.monotonic() - started

@@ -22,7 +22,7 @@ from runner.models import DEFAULT_EXCLUDE
 from runner.plan import Plan
 from runner.progress import ConsoleReporter
 from runner.request import RunRequest
-from runner.rundir import EXIT_INTERRUPTED, OK
+from runner.rundir import EXIT_INTERRUPTED, OK, REJECTED
 from runner.scenarios import choices as scenario_choices
 from runner.vendors import vendor_help
 
@@ -218,9 +218,6 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     help="seconds one benchmark point may take",
 )
 @click.option(
-    "--skip-flag-check", is_flag=True, help="do not let vLLM's parser check the engine flags first"
-)
-@click.option(
     "--dry-run",
     is_flag=True,
     help="print every command and variable the agent would use; run nothing",
@@ -259,6 +256,9 @@ def run(verbose: bool, **options: Any) -> None:
     interrupted = [o for o in outcomes if o.exit_code == EXIT_INTERRUPTED]
     if interrupted:
         fail(f"interrupted; what ran is saved in {interrupted[0].run_dir}", EXIT_INTERRUPTED)
+    rejected = [o for o in outcomes if o.status == REJECTED]
+    if rejected:  # one line, vLLM's own words: nothing ran and nothing was written
+        raise RunFailed(rejected[0].reason or "the configuration was refused")
     failed = [o for o in outcomes if o.status != OK]
     if failed:
         first = failed[0]

@@ -17,9 +17,9 @@ from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
 from runner.executors.base import Event, EventSink, RunOutcome
 from runner.executors.supervisor import Supervisor
-from runner.jobs import Deadlines, build_job, git_commit, server_argv, vendor_env
+from runner.jobs import Deadlines, build_job, git_commit, vendor_env
 from runner.plan import Plan, Run
-from runner.preflight import check_flags, check_gpus, check_port, find_vllm, free_port
+from runner.preflight import check_gpus, check_port, find_vllm, free_port
 from runner.rundir import Job
 
 
@@ -30,7 +30,6 @@ class LocalSettings:
     host: str = "127.0.0.1"
     port: int | None = None
     deadlines: Deadlines = field(default_factory=Deadlines)
-    check_flags: bool = True
     interrupt_grace_s: float = 120.0
 
 
@@ -46,11 +45,8 @@ class LocalExecutor:
     def _vllm(self) -> str:
         return find_vllm(self.settings.vllm)
 
-    def _command_env(self, run: Run) -> dict[str, str]:
-        return {**os.environ, **vendor_env(run)}
-
     def preflight(self, plan: Plan, note: Callable[[str], None] | None = None) -> list[str]:
-        vllm = self._vllm()
+        self._vllm()  # no vllm executable: one line, before anything starts
         check_gpus(plan)
         if self.settings.port is not None:
             check_port(self.settings.host, self.settings.port)
@@ -65,16 +61,7 @@ class LocalExecutor:
             raise PreflightError(
                 f"the output directory {out_root} is not writable: pass another --out"
             )
-        warnings = []
-        if self.settings.check_flags:
-            if note is not None:
-                note("checking the engine flags with vLLM's own parser (about 15 s) ...")
-            for run in plan.runs:
-                engine_argv = server_argv(run, vllm, self.settings.host, 0)[2:]
-                warning = check_flags(vllm, engine_argv, self._command_env(run))
-                if warning:
-                    warnings.append(warning)
-        return warnings
+        return []
 
     def _job(self, run: Run, vllm: str, port: int) -> Job:
         return build_job(

@@ -12,9 +12,11 @@ from runner.executors.base import Event, EventSink, RunOutcome
 from runner.executors.transport import Transport
 from runner.plan import Run
 from runner.rundir import (
+    EXIT_BAD_JOB,
     EXIT_INTERRUPTED,
     FAILED,
     INTERRUPTED,
+    REJECTED,
     RunDirError,
     RunState,
     finish_abandoned,
@@ -44,11 +46,14 @@ class AgentWatch:
     def __init__(self, on_event: EventSink) -> None:
         self.on_event = on_event
         self.error: str | None = None
+        self.rejected: str | None = None  # the agent refused the configuration: why
         self.output: deque[str] = deque(maxlen=TAIL_LINES)
 
     def __call__(self, event: Event) -> None:
         if event.get("event") == "run_error":
             self.error = str(event.get("reason"))
+        elif event.get("event") == "job_error" and event.get("rejected"):
+            self.rejected = str(event.get("reason"))
         elif event.get("event") == "agent_output":
             self.output.append(str(event.get("line")))
         self.on_event(event)
@@ -132,6 +137,9 @@ class Supervisor:
                 for text in transport.stderr_tail(TAIL_LINES):
                     on_event({"event": "agent_output", "line": text})
             transport.fetch_run_dir()
+            if code == EXIT_BAD_JOB and watched.rejected is not None:
+                # Refused before anything was measured; the agent left no run directory.
+                return RunOutcome(run_id, self.out_root / run_id, REJECTED, watched.rejected, code)
             if not (self.out_root / run_id).exists():
                 # The agent died (killed, out of memory) or could not write: finish its run dir.
                 reason = watched.error or transport.end_reason(code, interrupted)

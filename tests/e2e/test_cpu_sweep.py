@@ -136,7 +136,7 @@ def test_server_that_exits_fails_fast_with_its_error(tmp_path: Path, tiny_model:
 def test_server_killed_mid_sweep_fails_the_rest(tmp_path: Path, tiny_model: Path) -> None:
     out = tmp_path / "runs"
     argv = [BENCH_RUN, "--model", str(tiny_model), *COMMON, "--num-prompts", "8",
-            "--qps", "4,8,16", "--skip-flag-check", "--out", str(out)]  # fmt: skip
+            "--qps", "4,8,16", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         server = _wait_for_event(out, "server_starting", 120)
@@ -163,7 +163,7 @@ def test_ctrl_c_stops_the_server_and_marks_the_run_interrupted(
 ) -> None:
     out = tmp_path / "runs"
     argv = [BENCH_RUN, "--model", str(tiny_model), *COMMON, "--num-prompts", "4",
-            "--qps", "2", "--skip-flag-check", "--out", str(out)]  # fmt: skip
+            "--qps", "2", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         server = _wait_for_event(out, "server_starting", 120)
