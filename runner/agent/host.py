@@ -11,7 +11,8 @@ from ..vendors import names, profile_for
 KV_ENV = "VLLM_CPU_KVCACHE_SPACE"  # GiB of KV cache for vLLM's CPU backend
 # The flags that size the CPU backend's memory themselves; with one of them we choose nothing.
 _SIZING_FLAGS = ("--gpu-memory-utilization", "--kv-cache-memory-bytes")
-KV_FRACTION = 0.4  # of the memory available at start: the rest holds the weights and the OS
+# of the memory available at start: the weights, the OS and the neighbours keep the rest
+KV_FRACTION = 0.25
 _GIB = 1024**3
 
 

@@ -13,7 +13,7 @@ SERVE = ["vllm", "serve", "/m", "--dtype", "bfloat16"]
 def test_nothing_set_sizes_it_from_available_memory() -> None:
     sizing = size_cpu_kv_cache("cpu", {}, [SERVE], 20 * GIB)
     assert sizing is not None
-    assert sizing.gib == 8  # 40% of 20 GiB
+    assert sizing.gib == 5  # 25% of 20 GiB
     assert KV_ENV in sizing.note and "20.0 GiB available" in sizing.note
 
 
@@ -44,7 +44,7 @@ def test_available_memory_reads_meminfo(tmp_path: Path) -> None:
 
 def test_a_tuned_size_is_kept_when_it_fits_and_lowered_when_not() -> None:
     tuned = {KV_ENV: "4"}
-    assert size_cpu_kv_cache("cpu", {}, [SERVE], 20 * GIB, tuned) is None  # 4 <= 8: kept
-    lowered = size_cpu_kv_cache("cpu", {}, [SERVE], 5 * GIB, tuned)
+    assert size_cpu_kv_cache("cpu", {}, [SERVE], 20 * GIB, tuned) is None  # 4 <= 5: kept
+    lowered = size_cpu_kv_cache("cpu", {}, [SERVE], 8 * GIB, tuned)
     assert lowered is not None and lowered.gib == 2
     assert "instead of the tuned 4" in lowered.note
