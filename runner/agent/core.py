@@ -44,17 +44,11 @@ from ..rundir import (
     tail_lines,
     write_error_reason,
 )
-from ..vendors import discover, profile_for
-from ..vendors import names as vendor_names
 from . import host, provenance, sonnet
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
 from .judge import Verdict, judge_point
 from .procs import CommandResult, Interrupted, Server, ServerFailed, run_command
 from .util import Events, redact_argv, redact_env, relevant_env, root_cause, secret_values
-
-
-class ConfigRejected(Exception):
-    """The configuration cannot run here (vLLM refuses its flags, too few GPUs): one line."""
 
 
 @contextmanager
@@ -89,7 +83,7 @@ class JobRunner:
         self.events = events
         # The host's environment, then the vendor's tuning, then what the user asked for.
         self.env = {**os.environ, **job.tuned_env, **job.env}
-        self.decided = self._decide_env()  # variables the agent chose for this host, with why
+        self.decided = host.decide_env(job, {**os.environ, **job.env})  # chosen here, with why
         self.env.update({name: value for name, (value, _) in self.decided.items()})
         self.secrets = secret_values(self.env)
         self.points = job.points
@@ -97,16 +91,6 @@ class JobRunner:
         self.status = new_status(self.run_id, list(self.results.values()), now())
         self.loadgen: LoadGenerator | None = None  # the sweep's client, while it is usable
         self.loadgen_timeout_s = 600.0
-
-    def _decide_env(self) -> dict[str, tuple[str, str]]:
-        argvs = [p.argv for p in self.job.points]
-        if self.job.server is not None:
-            argvs.append(self.job.server.argv)
-        chosen = {**os.environ, **self.job.env}  # a tuned value is a default, not a choice
-        sizing = host.size_cpu_kv_cache(
-            self.job.vendor, chosen, argvs, host.available_memory(), self.job.tuned_env
-        )
-        return {} if sizing is None else {host.KV_ENV: (str(sizing.gib), sizing.note)}
 
     # -- files -------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -287,7 +271,7 @@ class JobRunner:
                 self._run_point(point)
         except ServerFailed as exc:
             if exc.rejected:  # a bad configuration, not a measurement: nothing to keep
-                raise ConfigRejected(f"vLLM rejects the engine flags: {exc.cause}") from exc
+                raise host.ConfigRejected(f"vLLM rejects the engine flags: {exc.cause}") from exc
             info["error"] = exc.reason
             self.events.emit("server_failed", reason=exc.reason, log_tail=exc.log_tail)
             self._fail_remaining(points, exc.reason, exc.log_tail)
@@ -316,19 +300,6 @@ class JobRunner:
         self.status.update(status=OK)
         return EXIT_OK
 
-    def _check_gpus(self) -> None:
-        """The GPUs this agent sees (in a container: those it was given) must hold --tp."""
-        vendor = self.job.vendor
-        tp = int((self.run.get("engine") or {}).get("tp") or 1)
-        if vendor not in vendor_names() or not profile_for(vendor).uses_gpus:
-            return
-        found = len(discover(vendor))
-        if found < tp:
-            raise ConfigRejected(
-                f"--tp {tp} needs {tp} {vendor} GPUs but {profile_for(vendor).tools} sees "
-                f"{found} where the agent runs: lower --tp or give it more GPUs (--gpus)"
-            )
-
     def _discard(self, reason: str) -> int:
         """A configuration refused before anything was measured: leave no run directory."""
         self.events.detach()
@@ -338,8 +309,8 @@ class JobRunner:
 
     def execute(self) -> int:
         try:
-            self._check_gpus()
-        except ConfigRejected as exc:
+            host.check_gpus(self.job)
+        except host.ConfigRejected as exc:
             self.events.emit("job_error", reason=str(exc), rejected=True)
             return EXIT_BAD_JOB
         self._prepare()
@@ -357,7 +328,7 @@ class JobRunner:
         try:
             with _interruptible():
                 code = self._run_points()
-        except ConfigRejected as exc:
+        except host.ConfigRejected as exc:
             return self._discard(str(exc))
         except Interrupted as exc:
             for entry in self.results.values():

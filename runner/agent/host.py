@@ -1,4 +1,4 @@
-"""What the agent decides from the host it runs on: the CPU backend's KV-cache size."""
+"""What the agent decides and checks on the host it runs on: the KV-cache size, the GPUs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..vendors import names, profile_for
+from ..rundir import Job
+from ..vendors import discover, names, profile_for
 
 KV_ENV = "VLLM_CPU_KVCACHE_SPACE"  # GiB of KV cache for vLLM's CPU backend
 # The flags that size the CPU backend's memory themselves; with one of them we choose nothing.
@@ -78,3 +79,34 @@ def size_cpu_kv_cache(
         "to choose"
     )
     return KvSizing(gib, note)
+
+
+class ConfigRejected(Exception):
+    """The configuration cannot run here (vLLM refuses its flags, too few GPUs): one line."""
+
+
+def decide_env(job: Job, chosen: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Variables the agent sets for this host, each with the sentence that says why.
+
+    chosen: the host's environment and the user's --env (a tuned value is a default, not a
+    choice, so it is not in it).
+    """
+    argvs = [p.argv for p in job.points]
+    if job.server is not None:
+        argvs.append(job.server.argv)
+    sizing = size_cpu_kv_cache(job.vendor, chosen, argvs, available_memory(), job.tuned_env)
+    return {} if sizing is None else {KV_ENV: (str(sizing.gib), sizing.note)}
+
+
+def check_gpus(job: Job) -> None:
+    """The GPUs the agent sees (in a container: those it was given) must hold --tp."""
+    vendor = job.vendor
+    tp = int((job.run.get("engine") or {}).get("tp") or 1)
+    if vendor not in names() or not profile_for(vendor).uses_gpus:
+        return
+    found = len(discover(vendor))
+    if found < tp:
+        raise ConfigRejected(
+            f"--tp {tp} needs {tp} {vendor} GPUs but {profile_for(vendor).tools} sees "
+            f"{found} where the agent runs: lower --tp or give it more GPUs (--gpus)"
+        )
