@@ -35,6 +35,9 @@ def test_cpu_sweep_in_a_container(
     (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "ok"
+    # One load generator ran the sweep inside the container, with the image's own Python.
+    assert status["client"]["mode"] == "persistent", status.get("client")
+    assert (run_dir / "logs" / "loadgen.log").is_file()
     for point in ("serve-qps4", "serve-qpsinf"):
         raw = json.loads((run_dir / "raw" / f"{point}.json").read_text())
         assert raw["completed"] == 8 and raw["failed"] == 0
