@@ -204,6 +204,7 @@ class JobRunner:
     def _start_loadgen(self) -> None:
         """Start the sweep's load generator beside the server, so its import overlaps the start."""
         if self.job.client_mode != "persistent":
+            self.status["client"] = {"mode": self.job.client_mode}
             return
         python = loadgen_python(self.job.vllm)
         if python is None:

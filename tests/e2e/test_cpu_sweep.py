@@ -59,9 +59,11 @@ def _group_gone(pgid: int, within_s: float = 30.0) -> bool:
 
 
 def test_sweep_latency_and_throughput(tmp_path: Path, tiny_model: Path) -> None:
+    # No KV-cache size and no --gpu-memory-utilization: the CPU works out of the box.
     out = tmp_path / "runs"
+    common = [f for f in COMMON if f not in ("--env", "VLLM_CPU_KVCACHE_SPACE=1")]
     args = [
-        "--model", str(tiny_model), *COMMON, "--qps", "4,inf", "--num-prompts", "12",
+        "--model", str(tiny_model), *common, "--qps", "4,inf", "--num-prompts", "12",
         "--scenario", "serve", "--scenario", "latency", "--scenario", "throughput",
         "--batch-size", "2", "--iters", "2", "--warmup-iters", "1", "--out", str(out),
     ]  # fmt: skip
@@ -84,6 +86,9 @@ def test_sweep_latency_and_throughput(tmp_path: Path, tiny_model: Path) -> None:
     assert _json(run_dir / "raw" / "throughput.json")["num_requests"] == 12
     prov = _json(run_dir / "provenance.json")
     assert prov["vllm_version"].startswith("0.32")
+    assert "VLLM_CPU_KVCACHE_SPACE" in prov["decided_env"], "the KV size chosen is recorded"
+    assert "VLLM_CPU_KVCACHE_SPACE=" in result.stderr, "and said"
+    assert status["client"]["mode"] == "persistent" and status["client"]["ready_s"] > 0
     assert prov["commands"]["server"][1] == "serve"
     assert prov["host"]["cpu_count"] >= 1 and prov["finished"]
     events = [json.loads(x)["event"] for x in (run_dir / "events.jsonl").read_text().splitlines()]
@@ -135,8 +140,9 @@ def test_server_that_exits_fails_fast_with_its_error(tmp_path: Path, tiny_model:
 
 def test_server_killed_mid_sweep_fails_the_rest(tmp_path: Path, tiny_model: Path) -> None:
     out = tmp_path / "runs"
+    # process mode: one `vllm bench serve` per point, the other client mode, through the CLI
     argv = [BENCH_RUN, "--model", str(tiny_model), *COMMON, "--num-prompts", "8",
-            "--qps", "4,8,16", "--out", str(out)]  # fmt: skip
+            "--qps", "4,8,16", "--client-mode", "process", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         server = _wait_for_event(out, "server_starting", 120)
@@ -155,6 +161,7 @@ def test_server_killed_mid_sweep_fails_the_rest(tmp_path: Path, tiny_model: Path
     assert verdicts["serve-qps4"]["verdict"] == "ok"
     assert verdicts["serve-qps16"]["verdict"] == "failed"
     assert verdicts["serve-qps16"]["log_tail"]
+    assert status["client"] == {"mode": "process"}
     assert "serve-qps16" in stdout  # the table still shows every point
 
 
