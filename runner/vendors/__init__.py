@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runner.vendors.amd import AMD, amd_gpu_nodes
+from runner.vendors.amd_topology import AmdGpuNode, amd_gpu_topology, read_kfd_topology
 from runner.vendors.base import Gpu, GpuRequest, Query, Runner, Ulimit, VendorProfile, run_tool
 from runner.vendors.checks import (
     DriverMissing,
@@ -13,11 +14,13 @@ from runner.vendors.checks import (
     parse_gpus,
 )
 from runner.vendors.cpu import CPU
+from runner.vendors.host import numa_balancing, numa_balancing_mode
 from runner.vendors.nvidia import NVIDIA
 from runner.vendors.registry import (
     PROFILES,
     detect_vendor,
     discover,
+    gpu_topology,
     names,
     profile_for,
     register,
@@ -32,6 +35,7 @@ register(CPU)
 
 __all__ = [
     "PROFILES",
+    "AmdGpuNode",
     "DriverMissing",
     "Gpu",
     "GpuNotFound",
@@ -41,14 +45,19 @@ __all__ = [
     "Ulimit",
     "VendorProfile",
     "amd_gpu_nodes",
+    "amd_gpu_topology",
     "check_gpu_ids",
     "check_host",
     "detect_vendor",
     "discover",
+    "gpu_topology",
     "names",
+    "numa_balancing",
+    "numa_balancing_mode",
     "parse_cpuset",
     "parse_gpus",
     "profile_for",
+    "read_kfd_topology",
     "register",
     "run_tool",
     "unregister",

@@ -6,7 +6,9 @@ import json
 from typing import Any
 
 from runner.errors import PlanError
-from runner.vendors.base import GPU_ULIMITS, Gpu, Query, VendorProfile, leading_int
+from runner.vendors.amd_topology import PathLike, amd_gpu_topology, read_kfd_topology
+from runner.vendors.base import GPU_ULIMITS, Gpu, Query, Runner, VendorProfile, leading_int
+from runner.vendors.checks import check_gpu_ids
 
 RENDER_NODE_BASE = 128  # the kernel's DRM render minors start at 128 (renderD128)
 
@@ -78,18 +80,30 @@ def parse_rocm_smi(text: str) -> list[Gpu]:
     return sorted(gpus, key=lambda g: g.index)
 
 
-def amd_gpu_nodes(index: int) -> tuple[str, ...]:
-    """The /dev/dri nodes of AMD GPU `index`: renderD<128+index> and card<index>.
+def amd_gpu_nodes(index: int, root: PathLike | None = None) -> tuple[str, ...]:
+    """The /dev/dri nodes of AMD GPU `index` (HIP's numbering): its render node and card.
 
-    The kernel numbers DRM render minors from 128 in probe (PCI) order, so with only AMD GPUs
-    bound to DRM the i-th GPU that amd-smi / rocm-smi list is renderD(128+i). A display device
-    without a render node (a server's BMC VGA) does not shift the render nodes, but it can take
-    card0; the card node is passed for tools such as amd-smi, HIP compute needs only the render
-    node and /dev/kfd. `check_host` verifies every node exists before a container is made.
+    Taken from the KFD topology (amd_topology.read_kfd_topology): MI300-class GPUs have 8
+    render nodes each (one per possible partition), so GPU 1 is renderD136 in SPX mode, and
+    in CPX mode each partition is a GPU with its own node; a display device without a render
+    node (a server's BMC VGA) takes a card number but no render minor. A host whose topology
+    cannot be read has no AMD GPU for a container anyway (`check_host` refuses it for lack of
+    /dev/kfd); its spec keeps the one-render-node-per-GPU rule, renderD<128+index> and
+    card<index>. An id beyond the topology's GPUs is GpuNotFound. The card goes in for tools
+    such as amd-smi (HIP needs only the render node and /dev/kfd); `check_host` verifies every
+    node exists before a container is made.
     """
     if index < 0:
         raise PlanError(f"GPU index {index} is negative")
-    return (f"/dev/dri/renderD{RENDER_NODE_BASE + index}", f"/dev/dri/card{index}")
+    gpus = read_kfd_topology(root)
+    if not gpus:
+        return (f"/dev/dri/renderD{RENDER_NODE_BASE + index}", f"/dev/dri/card{index}")
+    check_gpu_ids((index,), len(gpus), "amd")
+    return gpus[index].device_nodes()
+
+
+def _topology(runner: Runner) -> dict[str, Any] | None:
+    return amd_gpu_topology(runner=runner)
 
 
 AMD = VendorProfile(
@@ -101,6 +115,7 @@ AMD = VendorProfile(
     shared_devices=("/dev/kfd",),  # the compute interface all GPUs share
     all_gpu_devices=("/dev/dri",),
     gpu_devices=amd_gpu_nodes,
+    topology=_topology,  # index -> render node, card, PCI address, partition, for provenance
     gpu_env="HIP_VISIBLE_DEVICES",
     driver_paths=("/dev/kfd",),
     driver_hint=(

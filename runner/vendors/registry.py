@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from runner.errors import PlanError, PreflightError
 from runner.vendors.base import Gpu, Runner, VendorProfile, run_tool
@@ -49,6 +50,12 @@ def discover(vendor: str, runner: Runner = run_tool) -> list[Gpu]:
     """
     found = _VENDORS.get(vendor)
     return found.discover(runner) if found is not None else []
+
+
+def gpu_topology(vendor: str, runner: Runner = run_tool) -> dict[str, Any] | None:
+    """How the vendor's GPUs map to this host's device nodes (None: not recorded or no GPUs)."""
+    found = _VENDORS.get(vendor)
+    return found.topology(runner) if found is not None and found.topology is not None else None
 
 
 def _fallback() -> VendorProfile:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runner.errors import BenchError, PlanError, PreflightError
@@ -12,6 +14,7 @@ from runner.vendors import (
     GpuRequest,
     Ulimit,
     amd_gpu_nodes,
+    amd_topology,
     check_gpu_ids,
     check_host,
     parse_cpuset,
@@ -20,6 +23,12 @@ from runner.vendors import (
 )
 
 GPU_ULIMITS = (Ulimit("memlock", -1, -1), Ulimit("stack", 67108864, 67108864))
+
+
+@pytest.fixture
+def no_kfd_topology(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host whose KFD topology cannot be read, whatever runs the tests (an AMD node too)."""
+    monkeypatch.setattr(amd_topology, "HOST_ROOT", str(tmp_path))
 
 
 def test_one_profile_per_vendor_with_its_kubernetes_resource() -> None:
@@ -45,7 +54,9 @@ def test_amd_profile() -> None:
     assert amd.tunableop_dir == "/var/lib/bench/tunableop"
 
 
+@pytest.mark.usefixtures("no_kfd_topology")
 def test_amd_chosen_gpus_get_their_render_and_card_nodes() -> None:
+    # Without a topology, one render node per GPU; test_amd_topology.py has MI300's 8 per GPU.
     assert amd_gpu_nodes(0) == ("/dev/dri/renderD128", "/dev/dri/card0")
     assert amd_gpu_nodes(7) == ("/dev/dri/renderD135", "/dev/dri/card7")
     amd = PROFILES["amd"]
@@ -134,6 +145,7 @@ def test_missing_kfd_means_no_rocm_driver() -> None:
     assert isinstance(info.value, PreflightError)
 
 
+@pytest.mark.usefixtures("no_kfd_topology")
 def test_host_check_passes_and_names_a_missing_gpu_node() -> None:
     present = {"/dev/kfd", "/dev/dri", "/dev/dri/renderD128", "/dev/dri/card0"}
     check_host(PROFILES["amd"], (), exists=present.__contains__)
