@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,13 @@ def build_job(
     executor: dict[str, Any],
     commit: str | None,
     paths: PathMap | None = None,
+    tuned_env: Mapping[str, str] | None = None,
 ) -> Job:
-    """The agent's job: every command line it runs, its environment and its deadlines."""
+    """The agent's job: every command line it runs, its environment and its deadlines.
+
+    `tuned_env` is the vendor's tuning (the catalog's run-time values): the agent sets it under
+    the user's --env, so what the user asks for wins.
+    """
     paths = paths or PathMap.host(run)
     target = Target(vllm, host, port, paths)
     points = [_point_job(run, point, target, deadlines) for point in run.points()]
@@ -147,4 +153,5 @@ def build_job(
         tool={"name": TOOL_NAME, "version": __version__, "git_commit": commit},
         executor=executor,
         client_mode=run.serve.client_mode,
+        tuned_env=dict(tuned_env or {}),
     )

@@ -20,6 +20,7 @@ HF_CACHE_DIR = "/root/.cache/huggingface"
 VLLM_CACHE_DIR = "/root/.cache/vllm"
 HF_TOKEN_FILE = "/run/secrets/hf_token"  # noqa: S105 (where the token file goes, not a token)
 TOKEN_PATH_VAR = "HF_TOKEN_PATH"  # noqa: S105 (a variable's name)
+AGENT_DIR = "/opt/vllm-bench"  # the agent's files, mounted read-only (agent_mount.py)
 
 _VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]+$")  # the engine's rule for volume names
 
@@ -131,6 +132,7 @@ def map_paths(
     hf_token_file: Path | None = None,
     compile_cache_volume: str | None = None,
     tunableop_volume: str | None = None,
+    agent_dir_host: Path | None = None,
 ) -> ContainerPaths:
     """The mounts of one run's container and where its job finds the model and dataset.
 
@@ -156,4 +158,7 @@ def map_paths(
     if tunableop_volume is not None and profile.tunableop_dir is not None:
         volume = _volume(tunableop_volume, "the TunableOp volume")
         mounts.append(MountSpec("volume", volume, profile.tunableop_dir))
+    if agent_dir_host is not None:  # this bench-run's agent, whatever the image carries
+        source = _absolute(agent_dir_host, "the agent's directory")
+        mounts.append(MountSpec("bind", source, AGENT_DIR, True))
     return ContainerPaths(mounts=tuple(mounts), job=job, environment=env)

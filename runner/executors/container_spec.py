@@ -11,6 +11,7 @@ from typing import Any
 from runner import __version__
 from runner.agent.util import is_secret_name, redact_env, secret_values
 from runner.errors import PlanError
+from runner.executors.agent_mount import SHELL, launcher_argv
 from runner.executors.container_paths import (
     RUNS_DIR,
     TOKEN_PATH_VAR,
@@ -53,12 +54,9 @@ def container_groups(
 
 
 def agent_command(run_id: str) -> list[str]:
-    """The container's command: the agent, through the image's entrypoint."""
-    return [
-        "python3", "-m", "runner.agent",
-        "--job", container_job_path(run_id),
-        "--out-root", RUNS_DIR,
-    ]  # fmt: skip
+    """The container's command after the SHELL entrypoint: the launcher, which runs the mounted
+    agent with the image's own Python (an image's ENTRYPOINT, e.g. `vllm serve`, is bypassed)."""
+    return launcher_argv(["--job", container_job_path(run_id), "--out-root", RUNS_DIR])
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ class ContainerSpec:
 
     image: str
     command: tuple[str, ...]
+    entrypoint: str | None = None  # replaces the image's ENTRYPOINT (one executable)
     environment: dict[str, str] = field(default_factory=dict)
     devices: tuple[str, ...] = ()
     device_requests: tuple[GpuRequest, ...] = ()
@@ -101,6 +100,7 @@ class ContainerSpec:
         return {
             "image": self.image,
             "name": self.name,
+            "entrypoint": self.entrypoint,
             "command": list(self.command),
             "environment": self.shown_env(),
             "devices": list(self.devices),
@@ -201,6 +201,7 @@ def build_spec(
     }
     return ContainerSpec(
         image=image,
+        entrypoint=SHELL,
         command=tuple(agent_command(run_id)),
         environment=_environment(run, owned),
         devices=profile.devices(gpus),

@@ -13,14 +13,16 @@ import docker
 from docker.utils import kwargs_from_env
 
 from runner.errors import PlanError, PreflightError
+from runner.executors.agent_mount import SHELL, stage_agent, staged_agent_dir
 from runner.executors.base import Event, EventSink, RunOutcome
-from runner.executors.container_paths import ContainerPaths, map_paths
+from runner.executors.container_paths import AGENT_DIR, ContainerPaths, map_paths
 from runner.executors.container_spec import LABEL_MANAGED, LABEL_RUN_ID, ContainerSpec, build_spec
 from runner.executors.docker_images import PULL_POLICIES, ImageResolver, image_event_line
 from runner.executors.docker_transport import DockerTransport
 from runner.executors.render.docker_cli import docker_run_line
 from runner.executors.supervisor import Supervisor
 from runner.images import docker_ops
+from runner.images.tuning import Tuning, run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, git_commit
 from runner.plan import Plan, Run
 from runner.rundir import Job
@@ -131,14 +133,16 @@ class DockerExecutor:
         """The run's container paths, from which both its container spec and its job are made."""
         settings = self.settings
         profile = profile_for(run.vendor)
+        out_root = settings.out_root.resolve()
         paths = map_paths(
             run,
             profile,
-            run_dir_host=settings.out_root.resolve(),
+            run_dir_host=out_root,
             hf_cache_host=self._hf_cache(),
             hf_token_file=token_file,
             compile_cache_volume=COMPILE_CACHE_VOLUME,
             tunableop_volume=TUNABLEOP_VOLUME,
+            agent_dir_host=staged_agent_dir(out_root),  # staged by execute()
         )
         spec = build_spec(
             run,
@@ -155,9 +159,13 @@ class DockerExecutor:
             deadlines=settings.deadlines,
             executor={"name": self.name, "image": spec.image,
                       "container": spec.redacted(host_side=False)},
-            commit=self._commit, paths=paths.job,
+            commit=self._commit, paths=paths.job, tuned_env=self.tuning(run).env,
         )  # fmt: skip
         return PreparedRun(paths, spec, job)
+
+    def tuning(self, run: Run) -> Tuning:
+        """The vendor tuning the run gets at run time: its catalog variant's, or the default's."""
+        return run_tuning(run.vendor, run.image or self.settings.image)
 
     def preflight(self, plan: Plan, note: Callable[[str], None] | None = None) -> list[str]:
         for run in plan.runs:
@@ -191,12 +199,16 @@ class DockerExecutor:
             lines.append(json.dumps(spec.redacted(), indent=2))
             lines.append("# the same as a docker run line:")
             lines.append(docker_run_line(spec))
+            lines.append(f"# the launcher ({SHELL} -c above) runs the agent mounted at {AGENT_DIR}")
+            lines.append("# with the image's Python; the agent adds the vendor tuning at run time")
+            lines.append(tuning_line(self.tuning(run)))
             lines.append("# the agent's job inside it:")
             lines.append(json.dumps(prepared.job.to_dict(), indent=2))
         return "\n".join(lines)
 
     def execute(self, plan: Plan, on_event: EventSink) -> list[RunOutcome]:
         out_root = self.settings.out_root.resolve()
+        stage_agent(out_root)  # the files every container mounts at AGENT_DIR
         with tempfile.TemporaryDirectory(prefix="vllm-bench-secret-") as secrets:
             token_file: Path | None = None
             if self.settings.hf_token:

@@ -14,6 +14,7 @@ import docker
 import docker.errors
 import requests
 
+from runner.executors.agent_mount import NO_PYTHON, NO_PYTHON_EXIT
 from runner.executors.base import Event, EventSink
 from runner.executors.container_paths import RUNS_DIR, host_job_path
 from runner.executors.container_spec import ContainerSpec
@@ -150,6 +151,10 @@ class DockerTransport:
         return str(logs.decode("utf-8", "replace")).splitlines()
 
     def end_reason(self, code: int, interrupted: bool) -> str:
+        if code == NO_PYTHON_EXIT:  # the launcher found no Python for the agent: its own line
+            said = [line for line in self.stderr_tail(20) if line.startswith(NO_PYTHON)]
+            if said:
+                return f"{said[-1]}; use an image with vLLM installed (image {self._spec.image})"
         try:
             self._container.reload()
             state = dict(self._container.attrs.get("State") or {})

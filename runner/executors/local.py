@@ -17,6 +17,7 @@ from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
 from runner.executors.base import Event, EventSink, RunOutcome
 from runner.executors.supervisor import Supervisor
+from runner.images.tuning import run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, git_commit, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_gpus, check_port, find_vllm, free_port
@@ -72,6 +73,7 @@ class LocalExecutor:
             deadlines=self.settings.deadlines,
             executor={"name": self.name, "agent_python": sys.executable},
             commit=self._commit,
+            tuned_env=run_tuning(run.vendor, None).env,  # the vendor's image gets the same
         )
 
     def describe(self, plan: Plan) -> str:
@@ -86,6 +88,7 @@ class LocalExecutor:
             env = vendor_env(run)
             secrets = secret_values({**os.environ, **env})
             lines.append(f"# run {run.run_id} -> {self.settings.out_root / run.run_id}")
+            lines.append(tuning_line(run_tuning(run.vendor, None)))
             lines.append("# environment added to every command (besides the inherited one):")
             lines += [f"export {k}={shlex.quote(v)}" for k, v in redact_env(env, secrets).items()]
             if job.server is not None:

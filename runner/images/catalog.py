@@ -26,6 +26,9 @@ _SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "wheelhouse": ("base", "package", "apt_packages"),
 }
 _ENV_KEYS = ("name", "value", "reason")
+# run: applied at run time in any image and by the local executor (the job's tuned_env);
+# image: only baked into the variant's image (a path or library only that image has).
+ENV_SCOPES = ("run", "image")
 # Set by the image itself: a catalog value would be overridden or would break the agent.
 RESERVED_ENV = {
     "PYTORCH_TUNABLEOP_TUNING": "the entrypoint decides it at start (tune once, then reuse)",
@@ -82,8 +85,13 @@ class EnvVar:
     name: str
     value: str
     reason: str
+    scope: str = "run"
 
     def __post_init__(self) -> None:
+        if self.scope not in ENV_SCOPES:
+            raise CatalogError(
+                f"env {self.name}: scope {self.scope!r}: choose {' or '.join(ENV_SCOPES)}"
+            )
         if not _ENV_NAME_RE.match(self.name):
             raise CatalogError(f"env name {self.name!r} is not a valid variable name")
         if self.name in RESERVED_ENV:
@@ -176,6 +184,11 @@ class Variant:
         return {var.name: var.value for var in self.env}
 
     @property
+    def run_env(self) -> dict[str, str]:
+        """The tuned values that hold in any image (scope run): what a job's tuned_env gets."""
+        return {var.name: var.value for var in self.env if var.scope == "run"}
+
+    @property
     def label_dict(self) -> dict[str, str]:
         return dict(self.labels)
 
@@ -249,13 +262,14 @@ def _read_env(path: Path, entries: list[Any]) -> tuple[EnvVar, ...]:
     for index, entry in enumerate(entries):
         name = entry.get("name") if isinstance(entry, dict) else None
         fields = _Fields(path, f"env[{index}]" + (f" ({name})" if name else ""), entry)
-        fields.check_keys(_ENV_KEYS)
+        fields.check_keys(_ENV_KEYS, ("scope",))
         try:
             result.append(
                 EnvVar(
                     name=fields.text("name"),
                     value=fields.text("value", scalar=True),
                     reason=fields.text("reason"),
+                    scope=fields.text("scope") if "scope" in fields.data else "run",
                 )
             )
         except CatalogError as exc:

@@ -12,6 +12,7 @@ from docker.types import DeviceRequest, Mount, Ulimit
 
 from runner import __version__
 from runner.errors import PlanError
+from runner.executors.agent_mount import LAUNCHER
 from runner.executors.container_paths import (
     HF_TOKEN_FILE,
     MountSpec,
@@ -29,8 +30,9 @@ from runner.vendors import PROFILES
 RUN_ID = "20261122-031500-tiny-llama-amd-1a2b3c"
 TOKEN = "hf_SuperSecretTokenValue123"
 IMAGE = "vllm-bench/rocm-vllm-openai:0.32.0"
+# The launcher script, then the agent's arguments (the image's ENTRYPOINT is replaced by sh).
 COMMAND = [
-    "python3", "-m", "runner.agent",
+    "-c", LAUNCHER, "vllm-bench-launcher",
     "--job", f"/runs/.jobs/{RUN_ID}.json",
     "--out-root", "/runs",
 ]  # fmt: skip
@@ -115,6 +117,7 @@ def test_amd_spec_all_gpus(tmp_path: Path) -> None:
     kwargs = to_docker_kwargs(spec_for("amd", tmp_path))
     assert kwargs == {
         "image": IMAGE,
+        "entrypoint": ["/bin/sh"],
         "command": COMMAND,
         "name": f"vllm-bench-{RUN_ID}",
         "environment": COMMON_ENV,
@@ -156,6 +159,7 @@ def test_nvidia_spec_all_gpus(tmp_path: Path) -> None:
     kwargs = to_docker_kwargs(spec_for("nvidia", tmp_path))
     assert kwargs == {
         "image": IMAGE,
+        "entrypoint": ["/bin/sh"],
         "command": COMMAND,
         "name": f"vllm-bench-{RUN_ID}",
         "environment": COMMON_ENV,  # no NVIDIA_VISIBLE_DEVICES: the device request decides
@@ -184,6 +188,7 @@ def test_cpu_spec_with_a_cpuset(tmp_path: Path) -> None:
     kwargs = to_docker_kwargs(spec_for("cpu", tmp_path, cpus="0-3,8"))
     assert kwargs == {
         "image": IMAGE,
+        "entrypoint": ["/bin/sh"],
         "command": COMMAND,
         "name": f"vllm-bench-{RUN_ID}",
         "environment": COMMON_ENV,
@@ -267,6 +272,7 @@ def test_docker_run_line_amd(tmp_path: Path) -> None:
     lines = line.split(" \\\n  ")
     assert lines[0] == "docker run"
     assert lines[-1] == shlex.join([IMAGE, *COMMAND])
+    assert "--entrypoint /bin/sh" in lines
     for flag in (
         "--device /dev/kfd",
         "--device /dev/dri/renderD128",

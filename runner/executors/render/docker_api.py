@@ -38,6 +38,7 @@ def to_docker_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     }
     optional: dict[str, Any] = {
         "name": spec.name,
+        "entrypoint": [spec.entrypoint] if spec.entrypoint is not None else None,
         "devices": list(spec.devices),
         "device_requests": [_device_request(r) for r in spec.device_requests],
         "group_add": list(spec.group_add),

@@ -33,6 +33,8 @@ def docker_run_flags(spec: ContainerSpec) -> list[list[str]]:
     flags: list[list[str]] = []
     if spec.name is not None:
         flags.append(["--name", spec.name])
+    if spec.entrypoint is not None:
+        flags.append(["--entrypoint", spec.entrypoint])
     flags += [["--label", f"{k}={v}"] for k, v in spec.labels.items()]
     flags += [["--device", d] for d in spec.devices]
     flags += [["--gpus", _gpus_flag(r)] for r in spec.device_requests]
