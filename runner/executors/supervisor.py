@@ -131,6 +131,7 @@ class Supervisor:
         """One started agent to its outcome; the transport is closed whatever happens."""
         watched = AgentWatch(lambda event: on_event(transport.host_event(event)))
         unfinished: RunOutcome | None = None
+        reason: str | None = None  # why the agent ended early, when it left no run directory
         try:
             code, interrupted = self._follow(transport, watched, on_event)
             if code != 0:
@@ -149,7 +150,12 @@ class Supervisor:
                 )
         finally:
             transport.close()
-        return unfinished or read_outcome(self.out_root, run_id, code, interrupted)
+        outcome = unfinished or read_outcome(self.out_root, run_id, code, interrupted)
+        if reason is not None and not outcome.run_dir.exists():
+            # Nothing was written (an image with no Python for the agent, a container killed at
+            # start): the transport's reason is the one line the user gets.
+            outcome = RunOutcome(run_id, outcome.run_dir, outcome.status, reason, outcome.exit_code)
+        return outcome
 
     def _follow(
         self, transport: Transport, watched: AgentWatch, on_event: EventSink
