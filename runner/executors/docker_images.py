@@ -61,7 +61,8 @@ class ImageResolver:
         if self._ref is None:
             catalog = load_catalog()
             self._variant = catalog.get(self.choice)
-            self._ref = default_tag(self._variant) if self._variant is not None else self.choice
+            variant = self._variant
+            self._ref = default_tag(variant, self.base_image) if variant else self.choice
         return self._ref
 
     def resolve(self, api: Any, emit: EventSink) -> str:

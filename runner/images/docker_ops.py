@@ -196,7 +196,7 @@ def plan_build(
         buildargs["VLLM_EXTRA_INDEX_URL"] = index
     return BuildRequest(
         variant=variant,
-        tag=tag or default_tag(variant),
+        tag=tag or default_tag(variant, base),
         base=base or variant.image,
         wheelhouse=wheelhouse.resolve() if wheelhouse is not None else None,
         extra_index_url=index,

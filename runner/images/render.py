@@ -131,9 +131,16 @@ def image_labels(variant: Variant) -> dict[str, str]:
     return dict(sorted(labels.items()))
 
 
-def default_tag(variant: Variant) -> str:
-    """The tag `bench-images build` gives a variant unless told otherwise."""
-    return f"vllm-bench/{variant.name}:{variant.vllm_version}"
+def default_tag(variant: Variant, base: str | None = None) -> str:
+    """The tag `bench-images build` gives a variant unless told otherwise.
+
+    Built FROM another base (--base, --base-image), the tag gains a short hash of that base's
+    reference, so a build from one base is never taken for a build from another.
+    """
+    tag = f"vllm-bench/{variant.name}:{variant.vllm_version}"
+    if base is None or base == variant.image:
+        return tag
+    return f"{tag}-base-{hashlib.sha256(base.encode('utf-8')).hexdigest()[:12]}"
 
 
 def _values(variant: Variant) -> dict[str, Any]:

@@ -81,8 +81,9 @@ def test_a_container_killed_mid_run_finishes_its_run_dir(
 
 @pytest.fixture
 def variant_tag_absent(docker_client: Any) -> Iterator[str]:
-    """The variant's own tag removed for the test, and whatever it named put back afterwards."""
-    tag = default_tag(load_catalog()[VARIANT])
+    """The variant's tag (built FROM the local base) removed for the test, and whatever it named
+    put back afterwards."""
+    tag = default_tag(load_catalog()[VARIANT], BASE_IMAGE)
     backup = "vllm-bench/test-backup:" + VARIANT
     had = bool(docker_client.images.list(name=tag))
     if had:
@@ -125,7 +126,7 @@ def test_a_catalog_variant_is_built_as_pull_says(
     never = CliRunner().invoke(
         run_main,
         [*docker_run_args(tiny_model, VARIANT, tmp_path / "runs", "--pull", "never"), "--qps", "1",
-         "--num-prompts", "2"],
+         "--num-prompts", "2", "--base-image", BASE_IMAGE],
         catch_exceptions=False,
     )  # fmt: skip
     assert never.exit_code == 1

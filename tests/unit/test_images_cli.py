@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 from runner.images import docker_ops
 from runner.images.catalog import load_catalog
 from runner.images.cli import main
+from runner.images.render import default_tag
 
 
 def cli_runner() -> CliRunner:
@@ -134,4 +135,7 @@ def test_wheel_lookup_accepts_the_variant_package(tmp_path: Path) -> None:
     assert docker_ops.find_vllm_wheel(tmp_path, variant) == wheel
     request = docker_ops.plan_build(variant, wheelhouse=tmp_path, base="debian-py:3.11")
     assert request.buildargs == {"BASE_IMAGE": "debian-py:3.11"}
-    assert request.tag == "vllm-bench/cpu-wheelhouse:0.32.0"
+    # built FROM another base: a tag of its own, never taken for the default build
+    assert request.tag.startswith("vllm-bench/cpu-wheelhouse:0.32.0-base-")
+    assert request.tag == default_tag(variant, "debian-py:3.11") != default_tag(variant)
+    assert docker_ops.plan_build(variant, wheelhouse=tmp_path).tag == default_tag(variant)
