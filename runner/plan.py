@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from runner import scenarios as registry
+from runner.engine_flags import Translation, translate
 from runner.errors import PlanError
 from runner.vendors import profile_for
 
 if TYPE_CHECKING:
+    from runner.checkpoint import Quantization
     from runner.scenarios.latency import LatencyParams
     from runner.scenarios.serve import ServeParams
     from runner.scenarios.throughput import ThroughputParams
@@ -70,27 +72,28 @@ class ModelRef:
     local_path: str | None = None
 
     @classmethod
-    def resolve(cls, text: str, cwd: Path | None = None) -> ModelRef:
+    def resolve(cls, text: str, cwd: Path | None = None, flag: str = "--model") -> ModelRef:
+        """`flag` names where the text came from in messages (the draft model: its option)."""
         text = text.strip()
         if not text:
             raise PlanError(
-                "--model is empty: give a Hugging Face repo id or a local model directory"
+                f"{flag} is empty: give a Hugging Face repo id or a local model directory"
             )
         base = cwd or Path.cwd()
         looks_like_path = text.startswith(("/", "./", "../", "~")) or text in (".", "..")
         candidate = (base / Path(text).expanduser()).resolve()
         if looks_like_path or candidate.exists():
             if not candidate.is_dir():
-                raise PlanError(f"model directory {candidate} does not exist: check --model")
+                raise PlanError(f"model directory {candidate} does not exist: check {flag}")
             if not (candidate / "config.json").is_file():
                 raise PlanError(
-                    f"model directory {candidate} has no config.json: point --model at a "
+                    f"model directory {candidate} has no config.json: point {flag} at a "
                     "Hugging Face model directory"
                 )
             return cls(source=text, local_path=str(candidate))
         if not _REPO_ID.match(text):
             raise PlanError(
-                f"--model {text!r} is neither an existing directory nor a Hugging Face repo id "
+                f"{flag} {text!r} is neither an existing directory nor a Hugging Face repo id "
                 "(owner/name)"
             )
         return cls(source=text)
@@ -131,8 +134,15 @@ class EngineConfig:
     chunked_prefill: bool | None = None
     prefix_caching: bool | None = None
     extra_args: tuple[tuple[str, str | None], ...] = ()
+    # Flags current vLLM removed, as asked and as passed (engine_flags.py): filled from extra_args
+    translated: tuple[Translation, ...] = ()
+    # What the weights are: the checkpoint's quantization label, else --quantization (checkpoint.py)
+    precision: str | None = None
 
     def __post_init__(self) -> None:
+        args, done = translate(self.extra_args)
+        object.__setattr__(self, "extra_args", args)  # frozen: set once, while validating
+        object.__setattr__(self, "translated", self.translated + done)
         if self.tp < 1:
             raise PlanError(f"--tp {self.tp}: tensor parallel size must be at least 1")
         for name in ("max_model_len", "max_num_seqs", "max_num_batched_tokens"):
@@ -213,6 +223,10 @@ class Run:
     output_len: int = 128
     env: tuple[tuple[str, str], ...] = ()
     image: str | None = None
+    # The draft model of speculative decoding (--speculative-config's model), resolved as `model`
+    draft_model: ModelRef | None = None
+    # The checkpoint's quantization_config, read once the model is a local directory
+    checkpoint: Quantization | None = None
 
     def __post_init__(self) -> None:
         profile_for(self.vendor)  # an unknown vendor: one line naming the registered ones
@@ -284,6 +298,10 @@ class Run:
             "schema": PLAN_SCHEMA,
         }
         data["engine"]["extra_args"] = [[k, v] for k, v in self.engine.extra_args]
+        if self.checkpoint is not None:  # config.json's quantization_config, as read
+            data["model"]["quantization"] = asdict(self.checkpoint)
+        if self.draft_model is not None:
+            data["draft_model"] = asdict(self.draft_model)
         data["points"] = [_plain(p) for p in self.points()]
         return data
 

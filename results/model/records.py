@@ -91,7 +91,9 @@ def _run_context(rundir: RunDir) -> dict[str, Any]:
         "image_digest": digest,
         "vllm_version": _str(prov.get("vllm_version")),
         "dtype": _str(engine.get("dtype")),
-        "quantization": _str(engine.get("quantization")),
+        # the checkpoint's label (fp8, int8, w4a16, gptq-int4) when run.json has one, else
+        # --quantization: a run of old has only the latter
+        "quantization": _str(engine.get("precision")) or _str(engine.get("quantization")),
         "kv_cache_dtype": _str(engine.get("kv_cache_dtype")),
         "tp": as_int(engine.get("tp")),
         "engine_args": tuple(str(a) for a in extra_args) if isinstance(extra_args, list) else (),
