@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner import scenarios as registry
+from runner.checkpoint import label_plan
+from runner.engine_flags import draft_model, with_draft_path
 from runner.errors import PlanError
 from runner.executors.base import EventSink, Executor
 from runner.executors.docker import DockerExecutor, DockerSettings
@@ -93,6 +96,17 @@ class _RunParts:
     engine: EngineConfig
     params: Mapping[str, object]  # every scenario's, by its name
     scenarios: tuple[str, ...]
+    draft: ModelRef | None = None  # --speculative-config's model
+
+
+def _with_draft(engine: EngineConfig) -> tuple[EngineConfig, ModelRef | None]:
+    """The draft model of --speculative-config checked like --model; vLLM gets its full path."""
+    text = draft_model(engine.extra_args)
+    if text is None:
+        return engine, None
+    draft = ModelRef.resolve(text, flag="--engine-arg speculative-config's model")
+    args = with_draft_path(engine.extra_args, draft.path_or_id)
+    return dataclasses.replace(engine, extra_args=args), draft
 
 
 def _run_parts(request: RunRequest) -> _RunParts:
@@ -110,13 +124,14 @@ def _run_parts(request: RunRequest) -> _RunParts:
         prefix_caching=request.prefix_caching,
         extra_args=parse_engine_args(request.engine_arg),
     )
+    engine, draft = _with_draft(engine)
     # Every scenario's parameters from the flags, chosen or not: run.json records them all.
     flags = vars(request)
     params = {name: registry.get(name).params_from(flags) for name in registry.names()}
     vendor = request.vendor or detect_vendor()
     profile_for(vendor)  # an unknown vendor: one line naming the known ones
     scenarios = tuple(dict.fromkeys(request.scenario or ("serve",)))
-    return _RunParts(vendor, model, engine, params, scenarios)
+    return _RunParts(vendor, model, engine, params, scenarios, draft)
 
 
 def _build_run(request: RunRequest, parts: _RunParts, image: str | None) -> Run:
@@ -131,6 +146,7 @@ def _build_run(request: RunRequest, parts: _RunParts, image: str | None) -> Run:
         output_len=request.output_len,
         env=parse_env(request.env),
         image=image,
+        draft_model=parts.draft,
     )
 
 
@@ -227,12 +243,15 @@ def prepare(
     request.check()
     parts = _run_parts(request)
     name, why = choose_executor(request, host.environ)
+    note = note or _quiet
+    for done in parts.engine.translated:  # a flag current vLLM removed, rewritten or dropped
+        passed = f"passing {done.passed}" if done.passed else "dropped"
+        note(f"note: --engine-arg {done.asked}: {passed}: {done.reason}")
     image, image_note = _image_for(request, parts.vendor, name)
     plan = Plan(runs=(_build_run(request, parts, image),))
     executor = make_executor(request, name, image, host, on_image_event)
-    plan = resolve_plan(
-        plan, model_fetch(request), host.hub, dry_run=request.dry_run, note=note or _quiet
-    )
+    plan = resolve_plan(plan, model_fetch(request), host.hub, dry_run=request.dry_run, note=note)
+    plan = label_plan(plan, note)  # the checkpoint's quantization, once the model is local
     return Prepared(plan, executor, name, why + image_note if why else image_note.lstrip(", "))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__, scenarios
+from runner.engine_flags import with_draft_path
 from runner.plan import Point, Run
 from runner.rundir import Job, PointJob, ServerJob, raw_result
 
@@ -34,10 +36,12 @@ class PathMap:
 
     model: str  # what vLLM is given as the model and tokenizer
     dataset: str | None = None  # the --dataset-path file
+    draft_model: str | None = None  # --speculative-config's model (speculative decoding)
 
     @classmethod
     def host(cls, run: Run) -> PathMap:
-        return cls(model=run.model.path_or_id, dataset=run.serve.dataset_path)
+        draft = run.draft_model.path_or_id if run.draft_model else None
+        return cls(model=run.model.path_or_id, dataset=run.serve.dataset_path, draft_model=draft)
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,24 @@ def run_record(run: Run, paths: PathMap) -> dict[str, Any]:
             data["model"]["source"] = paths.model
     if paths.dataset != run.serve.dataset_path:
         data["serve"]["dataset_path"] = paths.dataset
+    draft = run.draft_model
+    if draft is not None and draft.local_path is not None and paths.draft_model != draft.local_path:
+        data["draft_model"]["local_path"] = paths.draft_model
+        if data["draft_model"]["source"] == draft.local_path:
+            data["draft_model"]["source"] = paths.draft_model
+            for done in data["engine"]["translated"]:  # the old flags named it by that path
+                for key in ("asked", "passed"):
+                    done[key] = done[key].replace(draft.local_path, paths.draft_model)
     return data
+
+
+def _draft_at(run: Run, paths: PathMap) -> Run:
+    """The run with vLLM's --speculative-config pointing at the draft model where `paths` put it."""
+    if run.draft_model is None or paths.draft_model in (None, run.draft_model.path_or_id):
+        return run
+    assert paths.draft_model is not None
+    args = with_draft_path(run.engine.extra_args, paths.draft_model)
+    return dataclasses.replace(run, engine=dataclasses.replace(run.engine, extra_args=args))
 
 
 def build_job(
@@ -134,6 +155,7 @@ def build_job(
     the user's --env, so what the user asks for wins.
     """
     paths = paths or PathMap.host(run)
+    run = _draft_at(run, paths)
     target = Target(vllm, host, port, paths)
     points = [_point_job(run, point, target, deadlines) for point in run.points()]
     server = None

@@ -21,8 +21,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from runner.engine_flags import draft_revision, with_draft_path
 from runner.errors import PlanError, PreflightError
-from runner.plan import ModelRef, Plan
+from runner.plan import ModelRef, Plan, Run
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # The source documents skip a repo's original/ folder: Meta's own checkpoint format, which vLLM
@@ -251,12 +252,36 @@ def resolve_plan(
     dry_run: bool = False,
     note: Note | None = None,
 ) -> Plan:
-    """The plan with every hub model resolved to its snapshot directory (each model once)."""
+    """The plan with every hub model resolved to its snapshot directory (each model once).
+
+    A draft model (--speculative-config's) is resolved the same way, at its own revision, with
+    the same file patterns and the same errors, and vLLM is given its snapshot directory.
+    """
     resolved: dict[ModelRef, ModelRef] = {}
     runs = []
-    for run in plan.runs:
-        if run.model not in resolved:
-            resolved[run.model] = resolve_model(run.model, fetch, hub, dry_run=dry_run, note=note)
+    for planned in plan.runs:
+        if planned.model not in resolved:
+            resolved[planned.model] = resolve_model(
+                planned.model, fetch, hub, dry_run=dry_run, note=note
+            )
         # replace() validates the run again: now with the model's own context length
-        runs.append(dataclasses.replace(run, model=resolved[run.model]))
+        run = dataclasses.replace(planned, model=resolved[planned.model])
+        runs.append(_resolve_draft(run, fetch, hub, dry_run=dry_run, note=note))
     return Plan(runs=tuple(runs))
+
+
+def _resolve_draft(
+    run: Run, fetch: ModelFetch, hub: HubSettings, *, dry_run: bool, note: Note | None
+) -> Run:
+    """The run with its hub draft model's snapshot; the errors say that it is the draft model."""
+    if run.draft_model is None or run.draft_model.local_path is not None:
+        return run  # none, or a local directory: nothing to fetch
+    own = dataclasses.replace(fetch, revision=draft_revision(run.engine.extra_args))
+    try:
+        draft = resolve_model(run.draft_model, own, hub, dry_run=dry_run, note=note)
+    except (PlanError, PreflightError) as exc:
+        raise type(exc)(f"the draft model (--speculative-config): {exc}") from None
+    engine = dataclasses.replace(
+        run.engine, extra_args=with_draft_path(run.engine.extra_args, draft.path_or_id)
+    )
+    return dataclasses.replace(run, draft_model=draft, engine=engine)

@@ -9,12 +9,13 @@ from typing import Any, Literal
 
 from runner.errors import PlanError
 from runner.jobs import PathMap
-from runner.plan import Run
+from runner.plan import ModelRef, Run
 from runner.vendors import VendorProfile
 
 # Where things are inside the container.
 RUNS_DIR = "/runs"
 MODELS_DIR = "/models"
+DRAFT_MODELS_DIR = "/draft-models"  # apart from /models: a name shared with the model is no clash
 DATASETS_DIR = "/datasets"
 HF_CACHE_DIR = "/root/.cache/huggingface"
 VLLM_CACHE_DIR = "/root/.cache/vllm"
@@ -103,24 +104,35 @@ def _volume(name: str, what: str) -> str:
     return name
 
 
+def _model_mount(
+    model: ModelRef, hf_cache_host: Path | None, root: str, what: str
+) -> tuple[str, list[MountSpec]]:
+    """Where vLLM finds a model in the container, and its mount (none: in the HF cache mount)."""
+    if not model.local_path:
+        return model.path_or_id, []  # a hub id (a dry run's uncached model): vLLM fetches it
+    local = Path(model.local_path)
+    cached = in_hf_cache(local, hf_cache_host)
+    if cached is not None:
+        return cached, []
+    target = container_model_dir(local).replace(MODELS_DIR, root, 1)
+    return target, [MountSpec("bind", _absolute(local, what), target, True)]
+
+
 def _input_mounts(run: Run, hf_cache_host: Path | None) -> tuple[list[MountSpec], PathMap]:
-    """The model (unless the HF cache mount holds it) and the dataset, read-only."""
-    mounts: list[MountSpec] = []
-    model = run.model.path_or_id
-    if run.model.local_path:
-        local = Path(run.model.local_path)
-        cached = in_hf_cache(local, hf_cache_host)
-        if cached is None:
-            model = container_model_dir(local)
-            mounts.append(MountSpec("bind", _absolute(local, "the model directory"), model, True))
-        else:
-            model = cached
+    """The model, the draft model (unless the HF cache mount holds them), the dataset: read-only."""
+    model, mounts = _model_mount(run.model, hf_cache_host, MODELS_DIR, "the model directory")
+    draft = None
+    if run.draft_model is not None:
+        draft, more = _model_mount(
+            run.draft_model, hf_cache_host, DRAFT_MODELS_DIR, "the draft model directory"
+        )
+        mounts += more
     dataset = None
     if run.serve.dataset_path:
         host_file = Path(run.serve.dataset_path)
         dataset = container_dataset_path(host_file)
         mounts.append(MountSpec("bind", _absolute(host_file, "the dataset file"), dataset, True))
-    return mounts, PathMap(model, dataset)
+    return mounts, PathMap(model, dataset, draft)
 
 
 def map_paths(
