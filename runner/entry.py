@@ -237,21 +237,22 @@ def prepare(
 ) -> Prepared:
     """Validate the request once, choose the executor, resolve the model; start nothing.
 
-    Every PlanError (bad input, exit 2) comes before any engine is asked or model downloaded;
-    a gated or missing hub model fails here too, before any server or container starts.
+    Every PlanError (bad input, exit 2) comes before any engine is asked or model downloaded,
+    but a --quantization the checkpoint contradicts: that needs its config.json, so a hub model's
+    download first. A gated or missing hub model fails here too, before anything starts.
     """
     request.check()
     parts = _run_parts(request)
     name, why = choose_executor(request, host.environ)
     note = note or _quiet
-    for done in parts.engine.translated:  # a flag current vLLM removed, rewritten or dropped
-        passed = f"passing {done.passed}" if done.passed else "dropped"
-        note(f"note: --engine-arg {done.asked}: {passed}: {done.reason}")
     image, image_note = _image_for(request, parts.vendor, name)
     plan = Plan(runs=(_build_run(request, parts, image),))
     executor = make_executor(request, name, image, host, on_image_event)
     plan = resolve_plan(plan, model_fetch(request), host.hub, dry_run=request.dry_run, note=note)
     plan = label_plan(plan, note)  # the checkpoint's quantization, once the model is local
+    for done in parts.engine.translated:  # said once nothing is left to refuse
+        passed = f"passing {done.passed}" if done.passed else "dropped"
+        note(f"note: --engine-arg {done.asked}: {passed}: {done.reason}")
     return Prepared(plan, executor, name, why + image_note if why else image_note.lstrip(", "))
 
 

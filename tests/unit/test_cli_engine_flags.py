@@ -95,6 +95,12 @@ def test_a_quantization_the_checkpoint_contradicts(
     assert_one_error_line(result, PLAN_ERROR, *fragments)
 
 
+def test_a_refusal_after_a_translation_is_still_the_only_line(tmp_path: Path) -> None:
+    model = checkpoint(tmp_path, "m", GPTQ)
+    args = run_args(model, "--engine-arg", "disable-log-requests", "--quantization", "awq")
+    assert_one_error_line(invoke(args, tmp_path / "runs"), PLAN_ERROR, "contradicts")
+
+
 def test_the_dry_run_says_what_it_translated_and_runs_it(tmp_path: Path) -> None:
     model, draft = checkpoint(tmp_path, "m", GPTQ), checkpoint(tmp_path, "draft")
     args = run_args(
