@@ -53,10 +53,13 @@ def test_real_sweeps_give_table_comparison_charts_and_report(
     code, csv_text, _ = _results("show", str(root), "--format", "csv", "--where", "dtype=float32")
     assert code == 0 and len(csv_text.strip().splitlines()) == 3  # header + 2 points
 
-    # FP32 against BF16, matched point by point, with the gate on
+    # FP32 against BF16, matched point by point, with the gate on. The gate's limit is out of
+    # reach on purpose: on a shared 2-core host the tiny model's readings move by orders of
+    # magnitude (a TPOT near zero when one burst delivers every token; seen: 0.0033 -> 3.5 ms).
+    # The gate's own verdicts are unit-tested; here it must run on real records and pass.
     code, compared, err = _results(
         "compare", "--root", str(root), "dtype=bfloat16", "dtype=float32",
-        "--fail-if-worse", "100000",
+        "--fail-if-worse", "1000000000",
     )  # fmt: skip
     assert code == 0, err
     assert "serve @ 4 QPS" in compared and "serve @ inf QPS" in compared, compared
