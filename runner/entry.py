@@ -27,7 +27,7 @@ from runner.plan import (
     parse_engine_args,
     parse_env,
 )
-from runner.request import RunRequest
+from runner.request import DEFAULT_OUTPUT_LEN, RunRequest
 from runner.vendors import detect_vendor, parse_gpus, profile_for
 
 Note = Callable[[str], None]
@@ -143,7 +143,8 @@ def _build_run(request: RunRequest, parts: _RunParts, image: str | None) -> Run:
         scenarios=parts.scenarios,
         params=parts.params,
         input_len=request.input_len,
-        output_len=request.output_len,
+        # latency and throughput need a length; sharegpt's serving sweep keeps its own
+        output_len=DEFAULT_OUTPUT_LEN if request.output_len is None else request.output_len,
         env=parse_env(request.env),
         image=image,
         draft_model=parts.draft,

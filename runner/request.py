@@ -18,6 +18,8 @@ CONTAINER_FLAGS = (
 )  # fmt: skip
 # Container flags that make no sense for the local executor (it refuses them).
 _LOCAL_REFUSES = ("gpus", "cpus", "shm_size", "base_image", "wheelhouse", "pip_extra_index_url")
+# --output-len when not given; sharegpt then keeps its answers' own lengths
+DEFAULT_OUTPUT_LEN = 128
 
 
 def flag_name(field_name: str) -> str:
@@ -48,8 +50,11 @@ class RunRequest:
     max_concurrency: int | None = None
     dataset: str = "random"
     dataset_path: str | None = None
+    endpoint: str = "completions"
+    prefix_len: int | None = None
+    skip_chat_template: bool = False
     input_len: int = 1024
-    output_len: int = 128
+    output_len: int | None = None  # DEFAULT_OUTPUT_LEN, or sharegpt's own lengths
     percentiles: str = "50,90,99"
     client_mode: str = "persistent"
     batch_size: int = 8

@@ -74,10 +74,11 @@ class SonnetJob:
     file: str
     num_prompts: int
     input_len: int
+    prefix_len: int = 0  # leading tokens every prompt shares (a job without it shares none)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "file": self.file, "num_prompts": self.num_prompts,
-                "input_len": self.input_len}  # fmt: skip
+                "input_len": self.input_len, "prefix_len": self.prefix_len}  # fmt: skip
 
 
 @dataclass(frozen=True)

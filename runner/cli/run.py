@@ -109,9 +109,32 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
 )
 @click.option("--max-concurrency", type=int, help="cap on requests in flight while serving")
 @click.option("--dataset", default="random", show_default=True, help="random, sonnet or sharegpt")
-@click.option("--dataset-path", help="the sonnet text or ShareGPT JSON file")
+@click.option(
+    "--dataset-path",
+    help="the ShareGPT JSON file, or a sonnet text (default: Shakespeare's sonnets, bundled)",
+)
+@click.option(
+    "--endpoint",
+    default="completions",
+    show_default=True,
+    help="serving: completions (/v1/completions) or chat (/v1/chat/completions)",
+)
+@click.option(
+    "--prefix-len",
+    type=int,
+    help="sonnet: prompt tokens every prompt shares (default: 200, at most half --input-len)",
+)
+@click.option(
+    "--skip-chat-template",
+    is_flag=True,
+    help="sonnet, completions: send the text without the model's chat template (a base model)",
+)
 @click.option("--input-len", type=int, default=1024, show_default=True, help="prompt tokens")
-@click.option("--output-len", type=int, default=128, show_default=True, help="output tokens")
+@click.option(
+    "--output-len",
+    type=int,
+    help="output tokens (default: 128; sharegpt: each conversation's own answer length)",
+)
 @click.option(
     "--percentiles", default="50,90,99", show_default=True, help="latency percentiles to report"
 )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.agent.sonnet import CHARS_PER_TOKEN as SONNET_CHARS_PER_TOKEN
 from runner.errors import PlanError
 from runner.jobs import PathMap, Target
 from runner.plan import Point, Run, format_rate
@@ -17,6 +18,16 @@ from runner.scenarios.judges.serve import judge
 
 DATASETS = ("random", "sonnet", "sharegpt")
 CLIENT_MODES = ("persistent", "process")
+# --endpoint: vLLM's client backend and the server path it sends each request to
+ENDPOINTS = {
+    "completions": ("openai", "/v1/completions"),
+    "chat": ("openai-chat", "/v1/chat/completions"),
+}
+# Shakespeare's sonnets (1609, public domain), the text the source documents' sonnet recipe drew
+# from: `--dataset sonnet` works without --dataset-path
+BUNDLED_SONNETS = Path(__file__).with_name("data") / "sonnets.txt"
+# vLLM's old sonnet loader shared this many prompt tokens when not told (the documents ran it so)
+SONNET_PREFIX_LEN = 200
 
 
 def parse_qps_list(text: str) -> tuple[float, ...]:
@@ -74,6 +85,15 @@ class ServeParams:
     # persistent: one load generator for the sweep (vLLM's code, imported once); process: one
     # `vllm bench serve` process per point, as a shell loop runs it
     client_mode: str = "persistent"
+    endpoint: str = "completions"  # a key of ENDPOINTS
+    # sonnet: the leading tokens every prompt shares (the old recipe's prefix)
+    prefix_len: int = 0
+    # sonnet: send the text as it is; a base model has no chat template to apply
+    skip_chat_template: bool = False
+    # sharegpt: --output-len when given; None keeps each conversation's own answer length
+    sharegpt_output_len: int | None = None
+    # how the prompts' lengths were set, in words: run.json and the records say it
+    lengths: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         if self.client_mode not in CLIENT_MODES:
@@ -97,6 +117,58 @@ class ServeParams:
             raise PlanError("--qps inf sends every prompt at once: give --num-prompts for it")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise PlanError(f"--max-concurrency {self.max_concurrency}: must be at least 1")
+        self._check_recipe()
+        object.__setattr__(self, "lengths", self._lengths())  # frozen: set once, here
+
+    def _check_recipe(self) -> None:
+        """The endpoint and the dataset's own settings, each refused with the flag named."""
+        if self.endpoint not in ENDPOINTS:
+            raise PlanError(f"--endpoint {self.endpoint!r}: choose one of {', '.join(ENDPOINTS)}")
+        if self.prefix_len < 0:
+            raise PlanError(f"--prefix-len {self.prefix_len}: must be 0 or more tokens")
+        if self.prefix_len and self.dataset != "sonnet":
+            raise PlanError(
+                f"--prefix-len is for --dataset sonnet (prompts sharing their first tokens); "
+                f"{self.dataset} prompts have no shared prefix"
+            )
+        if self.skip_chat_template and self.dataset != "sonnet":
+            raise PlanError(
+                "--skip-chat-template is for --dataset sonnet, the only dataset whose prompts "
+                "get the model's chat template on the client"
+            )
+        if self.skip_chat_template and self.endpoint == "chat":
+            raise PlanError(
+                "--skip-chat-template: the chat endpoint applies the model's chat template on "
+                "the server; use --endpoint completions to send the text as it is"
+            )
+        given = self.sharegpt_output_len
+        if given is not None and given < 1:
+            raise PlanError(f"--output-len {given}: must be at least 1 token")
+        if given is not None and self.dataset != "sharegpt":
+            raise PlanError("sharegpt_output_len is for --dataset sharegpt: use --output-len")
+
+    def _lengths(self) -> str:
+        if self.dataset == "random":
+            return "exact: --input-len random tokens, --output-len tokens (--ignore-eos)"
+        if self.dataset == "sharegpt":
+            if self.sharegpt_output_len is None:
+                return (
+                    "from the dataset: each conversation's first turn and the answer's length; "
+                    "vLLM's result holds the counts"
+                )
+            return (
+                f"input from the dataset, output at most {self.sharegpt_output_len} tokens; "
+                "vLLM's result holds the counts"
+            )
+        template = {
+            "chat": ", plus the chat template the server applies",
+            "completions": ", plus the model's chat template",
+        }[self.endpoint]
+        return (
+            f"input estimated at {SONNET_CHARS_PER_TOKEN} characters per token (the first "
+            f"{self.prefix_len} shared){'' if self.skip_chat_template else template}, output at "
+            "most --output-len tokens; vLLM's result holds the true counts"
+        )
 
     def prompts_for(self, qps: float) -> int:
         """Prompts per point: --num-prompts, else seconds-per-point x QPS (as the sources do)."""
@@ -116,18 +188,43 @@ def dataset_file(text: str | None) -> str | None:
     return str(resolved)
 
 
+def _sonnet_prefix(values: Mapping[str, Any]) -> int:
+    """--prefix-len, checked against --input-len; sonnet's default is the old recipe's."""
+    given = values.get("prefix_len")
+    if values["dataset"] != "sonnet":
+        return 0 if given is None else int(given)  # ServeParams refuses a prefix elsewhere
+    input_len = int(values.get("input_len") or 1024)
+    if given is None:
+        # the documents' 200 shared tokens; a shorter prompt shares half of itself
+        return min(SONNET_PREFIX_LEN, input_len // 2)
+    if given >= input_len:
+        raise PlanError(
+            f"--prefix-len {given} must be below --input-len {input_len}: the rest of each "
+            "prompt is random poem lines"
+        )
+    return int(given)
+
+
 def params_from(values: Mapping[str, Any]) -> ServeParams:
     num_prompts = values["num_prompts"]
+    dataset, path = values["dataset"], values["dataset_path"]
+    if dataset == "sonnet" and path is None:
+        path = str(BUNDLED_SONNETS)
     return ServeParams(
         qps=parse_qps_list(values["qps"]),
         # --num-prompts fixes every point's size; seconds-per-point only sizes points without it
         seconds_per_point=None if num_prompts is not None else values["seconds_per_point"],
         num_prompts=num_prompts,
         max_concurrency=values["max_concurrency"],
-        dataset=values["dataset"],
-        dataset_path=dataset_file(values["dataset_path"]),
+        dataset=dataset,
+        dataset_path=dataset_file(path),
         percentiles=parse_percentiles(values["percentiles"]),
         client_mode=values.get("client_mode") or "persistent",
+        endpoint=values.get("endpoint") or "completions",
+        prefix_len=_sonnet_prefix(values),
+        skip_chat_template=bool(values.get("skip_chat_template")),
+        # only sharegpt has lengths of its own to keep; the others take --output-len's default
+        sharegpt_output_len=values.get("output_len") if dataset == "sharegpt" else None,
     )
 
 
@@ -155,17 +252,22 @@ def _dataset_args(run: Run, point: Point, paths: PathMap) -> list[str]:
         ]  # fmt: skip
     if dataset == "sharegpt":
         assert paths.dataset is not None
+        given = run.serve.sharegpt_output_len
         return [
             "--dataset-name", "sharegpt",
             "--dataset-path", paths.dataset,
-            "--sharegpt-output-len", str(run.output_len),
+            # without it each request asks for as many tokens as the dataset's answer has
+            *([] if given is None else ["--sharegpt-output-len", str(given)]),
         ]  # fmt: skip
-    # sonnet: vLLM dropped its sonnet loader; the agent feeds the prompts as a custom set
+    # sonnet: vLLM dropped its sonnet loader; the agent feeds the prompts as a custom set. The
+    # client applies the model's chat template as the old recipe did, unless the server does
+    # (chat) or the user said not to.
+    skip = run.serve.skip_chat_template or run.serve.endpoint == "chat"
     return [
         "--dataset-name", "custom",
         "--dataset-path", sonnet_prompts_file(point),
         "--custom-output-len", str(run.output_len),
-        "--skip-chat-template",
+        *(["--skip-chat-template"] if skip else []),
     ]  # fmt: skip
 
 
@@ -178,11 +280,12 @@ def serve_point_argv(
     concurrency = (
         [] if serve.max_concurrency is None else ["--max-concurrency", str(serve.max_concurrency)]
     )
+    backend, endpoint = ENDPOINTS[serve.endpoint]
     return [
         vllm, "bench", "serve",
-        "--backend", "openai",
+        "--backend", backend,
         "--base-url", f"http://{host}:{port}",
-        "--endpoint", "/v1/completions",
+        "--endpoint", endpoint,
         "--model", paths.model,
         "--tokenizer", paths.model,
         *_dataset_args(run, point, paths),
@@ -209,7 +312,13 @@ def sonnet(run: Run, point: Point, paths: PathMap) -> SonnetJob | None:
     if run.serve.dataset != "sonnet":
         return None
     assert paths.dataset is not None and point.num_prompts is not None
-    return SonnetJob(paths.dataset, sonnet_prompts_file(point), point.num_prompts, run.input_len)
+    return SonnetJob(
+        paths.dataset,
+        sonnet_prompts_file(point),
+        point.num_prompts,
+        run.input_len,
+        run.serve.prefix_len,
+    )
 
 
 SERVE = register(

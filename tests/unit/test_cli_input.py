@@ -109,6 +109,16 @@ def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
         (["--dataset", "sharegpt"], ["needs --dataset-path"]),
         (["--dataset-path", "/nonexistent/data.json"], ["--dataset-path", "no such file"]),
         (["--num-prompts", "0"], ["--num-prompts 0"]),
+        (["--endpoint", "responses"], ["error: --endpoint 'responses'", "completions, chat"]),
+        (["--dataset", "sonnet", "--prefix-len", "1024"], ["--prefix-len 1024 must be below"]),
+        (["--dataset", "sonnet", "--prefix-len", "-1"], ["--prefix-len -1"]),
+        (["--prefix-len", "16"], ["--prefix-len is for --dataset sonnet", "random"]),
+        (["--skip-chat-template"], ["--skip-chat-template is for --dataset sonnet"]),
+        (
+            ["--dataset", "sonnet", "--endpoint", "chat", "--skip-chat-template"],
+            ["the chat endpoint applies the model's chat template"],
+        ),
+        (["--output-len", "0"], ["--output-len must be at least 1"]),
         (["--no-such-flag"], ["error: ", "--no-such-flag"]),
     ],
 )

@@ -120,7 +120,9 @@ def test_build_job_sonnet_entry(model: ModelRef) -> None:
     run = make_run(
         model,
         scenarios=("serve",),
-        serve=ServeParams(qps=(2.0,), num_prompts=6, dataset="sonnet", dataset_path="/s.txt"),
+        serve=ServeParams(
+            qps=(2.0,), num_prompts=6, dataset="sonnet", dataset_path="/s.txt", prefix_len=16
+        ),
     )
     job = build_job(
         run, vllm=VLLM, host=HOST, port=PORT, deadlines=Deadlines(), executor={}, commit=None
@@ -131,6 +133,7 @@ def test_build_job_sonnet_entry(model: ModelRef) -> None:
         "file": "data/serve-qps2.sonnet.jsonl",
         "num_prompts": 6,
         "input_len": 64,
+        "prefix_len": 16,
     }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from runner.agent.judge import Verdict, judge_result
 from runner.errors import PlanError
+from runner.jobs import PathMap
 from runner.plan import ModelRef, Point
 from runner.rundir import FAILED, OK
 from runner.scenarios.serve import (
@@ -31,6 +32,11 @@ FLAGS: dict[str, object] = {
     "max_concurrency": None,
     "dataset": "random",
     "dataset_path": None,
+    "endpoint": "completions",
+    "prefix_len": None,
+    "skip_chat_template": False,
+    "input_len": 1024,
+    "output_len": None,
     "percentiles": "50,90,99",
 }
 
@@ -173,6 +179,21 @@ def test_serve_prompts_for() -> None:
         ({"seconds_per_point": 0.0}, "--seconds-per-point 0.0"),
         ({"seconds_per_point": None}, "give --seconds-per-point or --num-prompts"),
         ({"max_concurrency": 0}, "--max-concurrency 0"),
+        ({"endpoint": "responses"}, "--endpoint 'responses': choose one of completions, chat"),
+        ({"prefix_len": 10}, "--prefix-len is for --dataset sonnet"),
+        ({"prefix_len": -1}, "--prefix-len -1"),
+        ({"skip_chat_template": True}, "--skip-chat-template is for --dataset sonnet"),
+        (
+            {
+                "dataset": "sonnet",
+                "dataset_path": "/s",
+                "endpoint": "chat",
+                "skip_chat_template": True,
+            },
+            "the chat endpoint applies the model's chat template",
+        ),
+        ({"dataset": "sharegpt", "dataset_path": "/d", "sharegpt_output_len": 0}, "--output-len 0"),
+        ({"sharegpt_output_len": 8}, "for --dataset sharegpt"),
     ],
 )
 def test_serve_bad_values(kwargs: dict[str, object], fragment: str) -> None:
@@ -270,11 +291,39 @@ def test_serve_point_argv_sharegpt(model: ModelRef) -> None:
         *serve_common_head(model.local_path),
         "--dataset-name", "sharegpt",
         "--dataset-path", "/data/sharegpt.json",
-        "--sharegpt-output-len", "32",
         "--num-prompts", "12",
         "--request-rate", "3",
         *serve_common_tail("serve-qps3"),
     ]  # fmt: skip
+
+
+def test_serve_point_argv_sharegpt_with_output_len_on_chat(model: ModelRef) -> None:
+    run = make_run(
+        model,
+        serve=ServeParams(
+            qps=(3.0,), num_prompts=12, dataset="sharegpt", dataset_path="/data/sharegpt.json",
+            sharegpt_output_len=50, endpoint="chat",
+        ),
+    )  # fmt: skip
+    head = serve_common_head(model.local_path)
+    head[4], head[8] = "openai-chat", "/v1/chat/completions"
+    assert serve_point_argv(run, run.points()[0], VLLM, HOST, PORT) == [
+        *head,
+        "--dataset-name", "sharegpt",
+        "--dataset-path", "/data/sharegpt.json",
+        "--sharegpt-output-len", "50",
+        "--num-prompts", "12",
+        "--request-rate", "3",
+        *serve_common_tail("serve-qps3"),
+    ]  # fmt: skip
+
+
+def test_serve_point_argv_random_on_chat(model: ModelRef) -> None:
+    run = make_run(model, serve=ServeParams(qps=(1.0,), num_prompts=4, endpoint="chat"))
+    argv = serve_point_argv(run, run.points()[0], VLLM, HOST, PORT)
+    assert argv[3:5] == ["--backend", "openai-chat"]
+    assert argv[7:9] == ["--endpoint", "/v1/chat/completions"]
+    assert argv[argv.index("--dataset-name") + 1] == "random"
 
 
 def test_serve_point_argv_sonnet(model: ModelRef) -> None:
@@ -288,11 +337,34 @@ def test_serve_point_argv_sonnet(model: ModelRef) -> None:
         "--dataset-name", "custom",
         "--dataset-path", "data/serve-qps1.sonnet.jsonl",
         "--custom-output-len", "32",
-        "--skip-chat-template",
         "--num-prompts", "6",
         "--request-rate", "1",
         *serve_common_tail("serve-qps1"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("given", "skips"),
+    [
+        ({}, False),  # the client applies the chat template, as the old recipe did
+        ({"skip_chat_template": True}, True),  # a base model: the text as it is
+        ({"endpoint": "chat"}, True),  # the server applies it: never twice
+    ],
+)
+def test_serve_point_argv_sonnet_chat_template(
+    model: ModelRef, given: dict[str, object], skips: bool
+) -> None:
+    serve = ServeParams(
+        qps=(1.0,), num_prompts=6, dataset="sonnet", dataset_path="/s.txt", prefix_len=16,
+        **given,  # type: ignore[arg-type]
+    )  # fmt: skip
+    run = make_run(model, serve=serve)
+    argv = serve_point_argv(run, run.points()[0], VLLM, HOST, PORT)
+    assert ("--skip-chat-template" in argv) is skips
+    backend = "openai-chat" if given.get("endpoint") == "chat" else "openai"
+    assert argv[argv.index("--backend") + 1] == backend
+    job = SERVE.sonnet(run, run.points()[0], PathMap.host(run))
+    assert job is not None and (job.input_len, job.prefix_len) == (64, 16)
 
 
 # -- judge ---------------------------------------------------------------------------------------
