@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from results.errors import ResultsError
 from results.model.run_ids import short_run_ids
-from results.model.schema import LATENCIES, OK, Record, format_rate, latency_name, metric_info
+from results.model.schema import LATENCIES, Record, format_rate, latency_name, metric_info
+from runner.rundir import OK
 
 ChartKind = Literal["qps", "tradeoff"]
 # more lines than this make an unreadable legend; the rest are named in the notes

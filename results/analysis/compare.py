@@ -20,12 +20,12 @@ from results.errors import ResultsError
 from results.model.schema import (
     HEADLINE_METRICS,
     LATENCIES,
-    OK,
     Record,
     format_rate,
     latency_name,
     metric_info,
 )
+from runner.rundir import OK
 
 HEADLINE_STATS = ("mean", "median", "p99")
 SCENARIO_ORDER = {"serve": 0, "latency": 1, "throughput": 2}

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from results.errors import ResultsError
-from results.model.rundir import PROVENANCE_FILE, read_json_object
+from results.model.rundir import read_json_object
 from results.model.schema import Record
+from runner.rundir import PROVENANCE_FILE
 
 
 def load_provenance(

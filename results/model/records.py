@@ -20,8 +20,9 @@ from results.model.parsers import (
     parse_throughput,
     uses_array,
 )
-from results.model.rundir import RUN_FILE, RunDir
-from results.model.schema import FAILED, NOT_RUN, OK, Record, format_rate
+from results.model.rundir import RunDir
+from results.model.schema import Record, format_rate
+from runner.rundir import FAILED, NOT_RUN, OK, RUN_FILE
 
 # a Poisson arrival process over a few dozen prompts scatters the achieved rate; below this
 # fraction of the requested rate the server (or the load generator) could not keep up
@@ -112,6 +113,24 @@ def _run_context(rundir: RunDir) -> dict[str, Any]:
     }
 
 
+def _serve_load(run: dict[str, Any], serve: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """What a serving point sent: the endpoint, the shared prefix, and the prompts' lengths."""
+    input_len, output_len = as_int(run.get("input_len")), as_int(run.get("output_len"))
+    if dataset == "sharegpt":
+        input_len = None  # the conversations' own: --input-len was never used
+        if "sharegpt_output_len" in serve:  # a run.json of old always passed --output-len
+            output_len = as_int(serve.get("sharegpt_output_len"))  # None: the dataset's own
+    return {
+        # before --endpoint every run used the completions API
+        "endpoint": _str(serve.get("endpoint")) or "completions",
+        # before --prefix-len sonnet prompts shared only the instruction
+        "prefix_len": as_int(serve.get("prefix_len", 0)) if dataset == "sonnet" else None,
+        "lengths": _str(serve.get("lengths")),
+        "input_len": input_len,
+        "output_len": output_len,
+    }
+
+
 def _warnings(record: Record) -> tuple[str, ...]:
     """What makes an ok point's numbers doubtful, without failing it."""
     found: list[str] = []
@@ -181,6 +200,7 @@ def records_from_run(rundir: RunDir) -> list[Record]:
     context = _run_context(rundir)
     serve, latency = _section(run, "serve"), _section(run, "latency")
     dataset = _str(serve.get("dataset")) or "random"
+    serve_context = {**context, **_serve_load(run, serve, dataset)}
     batch_size = as_int(latency.get("batch_size"))
     status_points = status.get("points")
     by_id = {
@@ -233,7 +253,7 @@ def records_from_run(rundir: RunDir) -> list[Record]:
             achieved_rate=parsed.metrics.get("request_throughput"),
             metrics=parsed.metrics,
             extra=parsed.extra,
-            **context,
+            **(serve_context if scenario == "serve" else context),
         )
         _per_gpu(parsed, record.gpus_used)
         if verdict == OK:

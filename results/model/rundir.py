@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from results.errors import ResultsError
-
-RUN_FILE = "run.json"
-STATUS_FILE = "status.json"
-PROVENANCE_FILE = "provenance.json"
+from runner import rundir as contract  # the run-directory contract: the one runner/ module here
+from runner.rundir import PROVENANCE_FILE, RUN_FILE, STATUS_FILE
 
 
 @dataclass(frozen=True)
@@ -28,18 +25,9 @@ class RunDir:
 def read_json_object(file: Path) -> dict[str, Any]:
     """Read a JSON object from `file`; raise ResultsError if it is unreadable or not an object."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ResultsError(f"cannot read {file}: {exc.strerror or exc}") from exc
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultsError(
-            f"{file} is not valid JSON: {exc}; the run may have been cut off, re-run it"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ResultsError(f"{file} is not a JSON object; it was not written by bench-run")
-    return data
+        return contract.read_json_object(file)
+    except contract.RunDirError as exc:
+        raise ResultsError(str(exc)) from exc
 
 
 def is_run_dir(path: Path) -> bool:

@@ -8,12 +8,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from results.errors import ResultsError
+from runner.rundir import NOT_RUN  # the contract's verdicts
 
 SCHEMA_VERSION = 1
-
-OK = "ok"
-FAILED = "failed"
-NOT_RUN = "not-run"
 
 Better = Literal["lower", "higher"]
 
@@ -131,6 +128,11 @@ class Record:
     batch_size: int | None = None
     dataset: str | None = None
     num_prompts: int | None = None
+    # serving: the API the requests went to (completions or chat), the tokens every prompt
+    # shares (sonnet), and where the prompts' lengths came from, in words
+    endpoint: str | None = None
+    prefix_len: int | None = None
+    lengths: str | None = None
     # validity
     verdict: str = NOT_RUN
     reasons: tuple[str, ...] = ()
@@ -214,6 +216,8 @@ class Record:
             self.output_len,
             self.batch_size,
             self.dataset,
+            self.endpoint,
+            self.prefix_len,
         )
 
     @property

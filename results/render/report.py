@@ -18,9 +18,10 @@ from results.analysis.chartdata import Chart, serving_charts
 from results.errors import ResultsError
 from results.model.provenance import load_provenance
 from results.model.run_ids import short_run_ids
-from results.model.schema import FAILED, LATENCIES, LATENCY_LABEL, NOT_RUN, OK, Record, format_rate
+from results.model.schema import LATENCIES, LATENCY_LABEL, Record, format_rate
 from results.render.charts import ERROR_BARS, SvgMarkups
 from results.render.report_provenance import GPU_COLUMNS, provenance_views
+from runner.rundir import FAILED, NOT_RUN, OK
 
 if TYPE_CHECKING:
     import jinja2
