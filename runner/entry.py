@@ -148,6 +148,7 @@ def _build_run(request: RunRequest, parts: _RunParts, image: str | None) -> Run:
         env=parse_env(request.env),
         image=image,
         draft_model=parts.draft,
+        strict_host=request.strict_host,
     )
 
 

@@ -175,5 +175,6 @@ def build_job(
         tool={"name": TOOL_NAME, "version": __version__, "git_commit": commit},
         executor=executor,
         client_mode=run.serve.client_mode,
+        strict_host=run.strict_host,
         tuned_env=dict(tuned_env or {}),
     )

@@ -223,6 +223,7 @@ class Run:
     output_len: int = 128
     env: tuple[tuple[str, str], ...] = ()
     image: str | None = None
+    strict_host: bool = False  # refuse, rather than warn of, host settings advised against
     # The draft model of speculative decoding (--speculative-config's model), resolved as `model`
     draft_model: ModelRef | None = None
     # The checkpoint's quantization_config, read once the model is a local directory

@@ -116,6 +116,9 @@ class ConsoleReporter:
     def _on_note(self, e: dict[str, Any]) -> None:
         self.note(str(e.get("text")), "dim")
 
+    def _on_warning(self, e: dict[str, Any]) -> None:
+        self.note(f"warning: {e.get('text')}", "yellow")
+
     def _on_loadgen_unavailable(self, e: dict[str, Any]) -> None:
         self.note(
             f"warning: one `vllm bench serve` process per point ({e.get('reason')})", "yellow"

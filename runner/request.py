@@ -91,6 +91,7 @@ class RunRequest:
     port: int | None = None
     server_timeout: float = 1200.0
     point_timeout: float = 3600.0
+    strict_host: bool = False
     dry_run: bool = False
 
     @classmethod

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -133,9 +133,7 @@ class ServerJob:
     stop_timeout_s: float = 30.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"argv": list(self.argv), "health_url": self.health_url,
-                "ready_timeout_s": self.ready_timeout_s,
-                "stop_timeout_s": self.stop_timeout_s}  # fmt: skip
+        return {**asdict(self), "argv": list(self.argv)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServerJob:
@@ -162,6 +160,7 @@ class Job:
     client_mode: str = "persistent"
     # the vendor's tuned environment (the catalog's), under `env`: what the user sets wins
     tuned_env: Mapping[str, str] = field(default_factory=dict)
+    strict_host: bool = False  # refuse, rather than warn of, host settings the vendor advises off
 
     @property
     def run_id(self) -> str:
@@ -183,6 +182,7 @@ class Job:
             "points": [p.to_dict() for p in self.points],
             "client_mode": self.client_mode,
             "tuned_env": dict(self.tuned_env),
+            "strict_host": self.strict_host,
         }
 
     @classmethod
@@ -202,6 +202,7 @@ class Job:
                 executor=dict(data.get("executor") or {}),
                 client_mode=str(data.get("client_mode") or "persistent"),
                 tuned_env={str(k): str(v) for k, v in (data.get("tuned_env") or {}).items()},
+                strict_host=bool(data.get("strict_host")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"the job lacks or mistypes {exc}") from None

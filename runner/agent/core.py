@@ -91,6 +91,7 @@ class JobRunner:
         self.status = new_status(self.run_id, list(self.results.values()), now())
         self.loadgen: LoadGenerator | None = None  # the sweep's client, while it is usable
         self.loadgen_timeout_s = 600.0
+        self.host_found: dict[str, object] = {}  # host settings the vendor advises against
 
     # -- files -------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -130,6 +131,7 @@ class JobRunner:
                 self.secrets,
             ),
             "decided_env": {name: why for name, (_, why) in self.decided.items()},
+            "host_settings": self.host_found,
             "started": self.status["started"],
         }
 
@@ -311,6 +313,7 @@ class JobRunner:
     def execute(self) -> int:
         try:
             host.check_gpus(self.job)
+            self.host_found, warnings = host.host_settings(self.job)
         except host.ConfigRejected as exc:
             self.events.emit("job_error", reason=str(exc), rejected=True)
             return EXIT_BAD_JOB
@@ -325,6 +328,8 @@ class JobRunner:
         )
         for _, why in self.decided.values():
             self.events.emit("note", text=why)
+        for text in warnings:
+            self.events.emit("warning", text=text)
         code = EXIT_OK
         try:
             with _interruptible():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..rundir import Job
-from ..vendors import discover, names, profile_for
+from ..vendors import discover, names, numa_balancing_mode, profile_for
 
 KV_ENV = "VLLM_CPU_KVCACHE_SPACE"  # GiB of KV cache for vLLM's CPU backend
 # The flags that size the CPU backend's memory themselves; with one of them we choose nothing.
@@ -110,3 +110,24 @@ def check_gpus(job: Job) -> None:
             f"--tp {tp} needs {tp} {vendor} GPUs but {profile_for(vendor).tools} sees "
             f"{found} where the agent runs: lower --tp or give it more GPUs (--gpus)"
         )
+
+
+def host_settings(job: Job, root: str = "/") -> tuple[dict[str, object], list[str]]:
+    """Host settings the vendor advises against: what was found (for provenance) and warnings.
+
+    With the job's strict_host, a setting advised against is ConfigRejected instead (one line).
+    """
+    vendor = job.vendor
+    if vendor not in names() or not profile_for(vendor).numa_balancing_off:
+        return {}, []
+    mode = numa_balancing_mode(root)
+    found: dict[str, object] = {"numa_balancing": mode}
+    if not mode:  # 0 (off) or unknown: nothing to say
+        return found, []
+    problem = (
+        f"NUMA auto-balancing is on on this host (kernel.numa_balancing={mode}); {vendor} GPUs "
+        "run slower with it: sudo sysctl kernel.numa_balancing=0"
+    )
+    if job.strict_host:
+        raise ConfigRejected(f"{problem} (--strict-host refuses to run)")
+    return found, [problem]

@@ -241,6 +241,12 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     help="seconds one benchmark point may take",
 )
 @click.option(
+    "--strict-host",
+    is_flag=True,
+    help="refuse to run on a host setting the vendor advises against (AMD: NUMA auto-balancing "
+    "on) instead of warning and recording it",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="print every command and variable the agent would use; run nothing",

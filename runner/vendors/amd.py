@@ -127,5 +127,6 @@ AMD = VendorProfile(
     security_opt=("seccomp=unconfined",),  # the default profile blocks calls the HSA runtime makes
     ipc_mode="host",  # tensor-parallel workers share memory through /dev/shm and IPC handles
     ulimits=GPU_ULIMITS,  # pinned host memory for DMA; deep stacks in compiled kernels
+    numa_balancing_off=True,  # AMD's MI300X tuning guides: kernel.numa_balancing=0
     tunableop_dir="/var/lib/bench/tunableop",  # PYTORCH_TUNABLEOP_FILENAME's directory
 )

@@ -111,6 +111,9 @@ class VendorProfile:
     tunableop_dir: str | None = None  # where the image keeps PyTorch TunableOp results
     uses_gpus: bool = True
     default_shm_size: str = "16g"
+    # Host settings the vendor's guides want off: NUMA auto-balancing's page migrations stall
+    # GPU transfers on ROCm (warned and recorded; --strict-host refuses).
+    numa_balancing_off: bool = False
     # The host's GPU index -> device node map for provenance ({"source", "gpus": [...]}), if
     # the vendor numbers GPUs in a way worth recording (AMD: render nodes and partitions).
     topology: Callable[[Runner], dict[str, Any] | None] | None = None

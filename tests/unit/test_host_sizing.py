@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.agent.host import KV_ENV, available_memory, size_cpu_kv_cache
+import pytest
+
+from runner.agent.host import (
+    KV_ENV,
+    ConfigRejected,
+    available_memory,
+    host_settings,
+    size_cpu_kv_cache,
+)
+from runner.rundir import Job
 
 GIB = 1024**3
 SERVE = ["vllm", "serve", "/m", "--dtype", "bfloat16"]
@@ -48,3 +57,38 @@ def test_a_tuned_size_is_kept_when_it_fits_and_lowered_when_not() -> None:
     lowered = size_cpu_kv_cache("cpu", {}, [SERVE], 8 * GIB, tuned)
     assert lowered is not None and lowered.gib == 2
     assert "instead of the tuned 4" in lowered.note
+
+
+def _job(vendor: str, strict: bool = False) -> Job:
+    return Job(run={"run_id": "r", "vendor": vendor}, vllm="vllm", points=(), strict_host=strict)
+
+
+def _host_with_numa_balancing(tmp_path: Path, value: str) -> str:
+    target = tmp_path / "proc" / "sys" / "kernel" / "numa_balancing"
+    target.parent.mkdir(parents=True)
+    target.write_text(value + "\n")
+    return str(tmp_path)
+
+
+def test_numa_balancing_on_an_amd_host_is_warned_and_recorded(tmp_path: Path) -> None:
+    root = _host_with_numa_balancing(tmp_path, "1")
+    found, warnings = host_settings(_job("amd"), root)
+    assert found == {"numa_balancing": 1}
+    (warning,) = warnings
+    assert "sudo sysctl kernel.numa_balancing=0" in warning
+
+
+def test_strict_host_refuses_it(tmp_path: Path) -> None:
+    root = _host_with_numa_balancing(tmp_path, "1")
+    with pytest.raises(ConfigRejected, match="--strict-host"):
+        host_settings(_job("amd", strict=True), root)
+
+
+def test_off_unknown_or_another_vendor_says_nothing(tmp_path: Path) -> None:
+    off = _host_with_numa_balancing(tmp_path, "0")
+    assert host_settings(_job("amd", strict=True), off) == ({"numa_balancing": 0}, [])
+    assert host_settings(_job("amd", strict=True), str(tmp_path / "nothing")) == (
+        {"numa_balancing": None},
+        [],
+    )
+    assert host_settings(_job("nvidia", strict=True), off) == ({}, [])
