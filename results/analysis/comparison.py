@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from results.analysis.stats import Summary
 from results.errors import ResultsError
-from results.model.schema import OK, MetricInfo, Record, metric_info
+from results.model.schema import MetricInfo, Record, metric_info
+from runner.rundir import OK
 
 CONFIDENCE = 0.95
 ALPHA = 1.0 - CONFIDENCE

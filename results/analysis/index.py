@@ -16,9 +16,10 @@ import msgspec
 from results.analysis.index_rows import Row, record_row
 from results.errors import ResultsError
 from results.model.records import records_from_run
-from results.model.rundir import PROVENANCE_FILE, RUN_FILE, STATUS_FILE, load_run
+from results.model.rundir import load_run
 from results.model.schema import SCHEMA_VERSION, Record
 from results.pool import bulk, process_pool, workers_for
+from runner.rundir import PROVENANCE_FILE, RUN_FILE, STATUS_FILE
 
 INDEX_FILE = ".index.sqlite"  # hidden, so find_runs never takes it for a run
 # bump when the tables or what a row holds change: an index of another version is rebuilt

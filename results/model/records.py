@@ -20,8 +20,9 @@ from results.model.parsers import (
     parse_throughput,
     uses_array,
 )
-from results.model.rundir import RUN_FILE, RunDir
-from results.model.schema import FAILED, NOT_RUN, OK, Record, format_rate
+from results.model.rundir import RunDir
+from results.model.schema import Record, format_rate
+from runner.rundir import FAILED, NOT_RUN, OK, RUN_FILE
 
 # a Poisson arrival process over a few dozen prompts scatters the achieved rate; below this
 # fraction of the requested rate the server (or the load generator) could not keep up

@@ -8,12 +8,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from results.errors import ResultsError
+from runner.rundir import NOT_RUN  # the contract's verdicts
 
 SCHEMA_VERSION = 1
-
-OK = "ok"
-FAILED = "failed"
-NOT_RUN = "not-run"
 
 Better = Literal["lower", "higher"]
 
