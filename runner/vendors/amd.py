@@ -110,7 +110,9 @@ AMD = VendorProfile(
     name="amd",
     k8s_resource="amd.com/gpu",
     template_family="rocm",
-    default_image="rocm-amd",  # AMD's own tuned build, what the source documents run
+    # vLLM's ROCm release image: the same vLLM release as the NVIDIA and CPU defaults, so that
+    # cross-vendor results compare like with like (AMD's own builds lag; --image rocm-amd)
+    default_image="rocm-vllm-openai",
     queries=(Query(AMD_SMI_QUERY, parse_amd_smi_static), Query(ROCM_SMI_QUERY, parse_rocm_smi)),
     shared_devices=("/dev/kfd",),  # the compute interface all GPUs share
     all_gpu_devices=("/dev/dri",),

@@ -29,7 +29,7 @@ from runner.executors.container_spec import (
 )
 from runner.executors.render.docker_api import to_docker_kwargs
 from runner.plan import EngineConfig, ModelRef, Run
-from runner.vendors import PROFILES, check_host
+from runner.vendors import PROFILES, amd_topology, check_host
 
 TOKEN = "hf_integration_secret_123"
 # On every container made here: `docker ps -a --filter label=vllm-bench.test=container-specs`
@@ -44,6 +44,14 @@ GIB = 1024**3
 # The engine appends this to SecurityOpt itself whenever the container shares the host's IPC
 # namespace (also for --pid host and --privileged): SELinux labelling is off for such containers.
 ENGINE_HOST_IPC_OPT = "label=disable"
+
+
+@pytest.fixture(autouse=True)
+def _no_host_topology(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AMD device nodes by the no-topology rule, whatever GPUs the test machine has."""
+    monkeypatch.setattr(amd_topology, "HOST_ROOT", str(tmp_path_factory.mktemp("no-kfd")))
 
 
 @dataclass

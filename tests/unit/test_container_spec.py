@@ -25,7 +25,7 @@ from runner.executors.container_spec import ContainerSpec, build_spec, container
 from runner.executors.render.docker_api import to_docker_kwargs
 from runner.executors.render.docker_cli import docker_run_line, mount_value
 from runner.plan import EngineConfig, ModelRef, Run
-from runner.vendors import PROFILES
+from runner.vendors import PROFILES, amd_topology
 
 RUN_ID = "20261122-031500-tiny-llama-amd-1a2b3c"
 TOKEN = "hf_SuperSecretTokenValue123"
@@ -40,6 +40,14 @@ GPU_ULIMITS = [
     Ulimit(name="memlock", soft=-1, hard=-1),
     Ulimit(name="stack", soft=67108864, hard=67108864),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_host_topology(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AMD device nodes by the no-topology rule, whatever GPUs the test machine has."""
+    monkeypatch.setattr(amd_topology, "HOST_ROOT", str(tmp_path_factory.mktemp("no-kfd")))
 
 
 def make_run(vendor: str, *, tp: int = 1, env: tuple[tuple[str, str], ...] = ()) -> Run:
