@@ -148,11 +148,13 @@ def build_job(
     commit: str | None,
     paths: PathMap | None = None,
     tuned_env: Mapping[str, str] | None = None,
+    tunableop_dir: str | None = None,
 ) -> Job:
     """The agent's job: every command line it runs, its environment and its deadlines.
 
     `tuned_env` is the vendor's tuning (the catalog's run-time values): the agent sets it under
-    the user's --env, so what the user asks for wins.
+    the user's --env, so what the user asks for wins. `tunableop_dir`: where the agent keeps
+    TunableOp results per configuration, as it sees it (None: the vendor's own directory).
     """
     paths = paths or PathMap.host(run)
     run = _draft_at(run, paths)
@@ -177,4 +179,5 @@ def build_job(
         client_mode=run.serve.client_mode,
         strict_host=run.strict_host,
         tuned_env=dict(tuned_env or {}),
+        tunableop_dir=tunableop_dir,
     )

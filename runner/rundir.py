@@ -161,6 +161,8 @@ class Job:
     # the vendor's tuned environment (the catalog's), under `env`: what the user sets wins
     tuned_env: Mapping[str, str] = field(default_factory=dict)
     strict_host: bool = False  # refuse, rather than warn of, host settings the vendor advises off
+    # where TunableOp results are kept per configuration (the vendor's tunableop_dir by default)
+    tunableop_dir: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -183,6 +185,7 @@ class Job:
             "client_mode": self.client_mode,
             "tuned_env": dict(self.tuned_env),
             "strict_host": self.strict_host,
+            "tunableop_dir": self.tunableop_dir,
         }
 
     @classmethod
@@ -203,6 +206,7 @@ class Job:
                 client_mode=str(data.get("client_mode") or "persistent"),
                 tuned_env={str(k): str(v) for k, v in (data.get("tuned_env") or {}).items()},
                 strict_host=bool(data.get("strict_host")),
+                tunableop_dir=str(data["tunableop_dir"]) if data.get("tunableop_dir") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"the job lacks or mistypes {exc}") from None

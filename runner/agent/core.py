@@ -44,7 +44,7 @@ from ..rundir import (
     tail_lines,
     write_error_reason,
 )
-from . import host, provenance, sonnet
+from . import host, provenance, sonnet, tunableop
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
 from .judge import Verdict, judge_point
 from .procs import CommandResult, Interrupted, Server, ServerFailed, run_command
@@ -92,6 +92,7 @@ class JobRunner:
         self.loadgen: LoadGenerator | None = None  # the sweep's client, while it is usable
         self.loadgen_timeout_s = 600.0
         self.host_found: dict[str, object] = {}  # host settings the vendor advises against
+        self.tunableop: tunableop.Decision | None = None  # None: the vendor keeps no results
 
     # -- files -------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -132,6 +133,7 @@ class JobRunner:
             ),
             "decided_env": {name: why for name, (_, why) in self.decided.items()},
             "host_settings": self.host_found,
+            **({"tunableop": self.tunableop.record} if self.tunableop is not None else {}),
             "started": self.status["started"],
         }
 
@@ -254,7 +256,6 @@ class JobRunner:
         self.status["server"] = info
         try:
             server.start()
-            self._start_loadgen()
             assert server.proc is not None
             info["pid"] = server.proc.pid  # also its process group id
             self.events.emit(
@@ -279,18 +280,34 @@ class JobRunner:
             self.events.emit("server_failed", reason=exc.reason, log_tail=exc.log_tail)
             self._fail_remaining(points, exc.reason, exc.log_tail)
         finally:
-            self._stop_loadgen()
             # A server that never became ready has nothing to flush: no need to wait long.
             info["exit_status"] = server.stop(None if info["ready_s"] is not None else 5.0)
             info["stopped"] = now()
             self._write_status()
             self.events.emit("server_stopped", exit_status=info["exit_status"])
 
+    def _tunableop_pass(self, served: list[PointJob]) -> None:
+        """Tune first where TunableOp results are missing; each point says if they are used."""
+        found, spec = self.tunableop, self.job.server
+        if found is not None and found.tune_first and spec is not None:
+            length = int(self.run["output_len"])
+            ctx = (spec, served[0], self.work_dir, self.env, self._measure, self.events, length)
+            tunableop.run_pass(found, tunableop.WarmUp(*ctx))
+        if found is not None and found.results is not None:  # written with the next status
+            for entry in self.results.values():
+                entry["tunableop"] = found.point_entry()
+
     # -- the whole job -----------------------------------------------------------------------
     def _run_points(self) -> int:
         served = [p for p in self.points if p.needs_server]
         if served:
-            self._serve_points(served)
+            self._start_loadgen()  # its import overlaps the start of the first server
+        try:
+            self._tunableop_pass(served)
+            if served:
+                self._serve_points(served)
+        finally:
+            self._stop_loadgen()
         for point in self.points:
             if not point.needs_server:
                 self._run_point(point)
@@ -317,6 +334,9 @@ class JobRunner:
         except host.ConfigRejected as exc:
             self.events.emit("job_error", reason=str(exc), rejected=True)
             return EXIT_BAD_JOB
+        self.tunableop = tunableop.decide(self.job, self.env)
+        self.decided.update(self.tunableop.env if self.tunableop is not None else {})
+        self.env.update(self._decided_values())  # TunableOp's file and switch for every command
         self._prepare()
         prov = self._provenance()
         atomic_write_json(self.work_dir / PROVENANCE_FILE, prov)

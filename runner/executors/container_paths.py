@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from runner.agent import tunableop
 from runner.errors import PlanError
 from runner.jobs import PathMap
 from runner.plan import ModelRef, Run
@@ -88,6 +89,7 @@ class ContainerPaths:
     mounts: tuple[MountSpec, ...]
     job: PathMap
     environment: dict[str, str] = field(default_factory=dict)
+    tunableop_dir: str | None = None  # where the TunableOp volume is, for the agent's job
 
 
 def _absolute(path: Path, what: str) -> str:
@@ -167,10 +169,17 @@ def map_paths(
         volume = _volume(compile_cache_volume, "the compile cache volume")
         mounts.append(MountSpec("volume", volume, VLLM_CACHE_DIR))
         env["VLLM_CACHE_ROOT"] = VLLM_CACHE_DIR
+    tunableop_dir = None
     if tunableop_volume is not None and profile.tunableop_dir is not None:
         volume = _volume(tunableop_volume, "the TunableOp volume")
         mounts.append(MountSpec("volume", volume, profile.tunableop_dir))
+        tunableop_dir = profile.tunableop_dir
+        # The agent tunes per configuration in a warm-up pass and runs measured servers with
+        # tuning off; a value set here keeps the image's entrypoint from deciding too. A --env
+        # naming either variable leaves TunableOp to the user (the entrypoint and the agent).
+        if not {tunableop.TUNING, tunableop.FILENAME} & dict(run.env).keys():
+            env[tunableop.TUNING] = "0"
     if agent_dir_host is not None:  # this bench-run's agent, whatever the image carries
         source = _absolute(agent_dir_host, "the agent's directory")
         mounts.append(MountSpec("bind", source, AGENT_DIR, True))
-    return ContainerPaths(mounts=tuple(mounts), job=job, environment=env)
+    return ContainerPaths(tuple(mounts), job, env, tunableop_dir)

@@ -160,6 +160,7 @@ class DockerExecutor:
             executor={"name": self.name, "image": spec.image,
                       "container": spec.redacted(host_side=False)},
             commit=self._commit, paths=paths.job, tuned_env=self.tuning(run).env,
+            tunableop_dir=paths.tunableop_dir,
         )  # fmt: skip
         return PreparedRun(paths, spec, job)
 

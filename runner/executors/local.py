@@ -9,7 +9,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,16 @@ from runner.jobs import Deadlines, build_job, git_commit, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_gpus, check_port, find_vllm, free_port
 from runner.rundir import Job
+from runner.vendors import profile_for
+
+
+def local_tunableop_dir(vendor: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Where TunableOp results are kept on this host (the layout of the docker volume), for a
+    vendor that keeps them: $XDG_CACHE_HOME/vllm-bench/tunableop, ~/.cache/... by default."""
+    if profile_for(vendor).tunableop_dir is None:
+        return None
+    cache = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache) / "vllm-bench" / "tunableop")
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class LocalExecutor:
             executor={"name": self.name, "agent_python": sys.executable},
             commit=self._commit,
             tuned_env=run_tuning(run.vendor, None).env,  # the vendor's image gets the same
+            tunableop_dir=local_tunableop_dir(run.vendor),
         )
 
     def describe(self, plan: Plan) -> str:

@@ -31,7 +31,10 @@ _ENV_KEYS = ("name", "value", "reason")
 ENV_SCOPES = ("run", "image")
 # Set by the image itself: a catalog value would be overridden or would break the agent.
 RESERVED_ENV = {
-    "PYTORCH_TUNABLEOP_TUNING": "the entrypoint decides it at start (tune once, then reuse)",
+    "PYTORCH_TUNABLEOP_TUNING": (
+        "bench-run's agent decides it per configuration (a warm-up pass tunes, measured servers "
+        "reuse); elsewhere the entrypoint decides it (tune once, then reuse)"
+    ),
     "LD_PRELOAD": "the entrypoint sets it at start where the allocator library exists",
     "PYTHONPATH": "the image sets it so that `python3 -m runner.agent` works",
     "PATH": "the image sets it",

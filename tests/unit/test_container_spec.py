@@ -108,6 +108,8 @@ COMMON_ENV = {
     "HF_TOKEN_PATH": "/run/secrets/hf_token",
     "VLLM_CACHE_ROOT": "/root/.cache/vllm",
 }
+# AMD: the agent decides TunableOp's tuning (a warm-up pass), so the entrypoint must not
+AMD_ENV = {**COMMON_ENV, "PYTORCH_TUNABLEOP_TUNING": "0"}
 LABELS = {
     "vllm-bench.run-id": RUN_ID,
     "vllm-bench.tool-version": "1.2.3",
@@ -128,7 +130,7 @@ def test_amd_spec_all_gpus(tmp_path: Path) -> None:
         "entrypoint": ["/bin/sh"],
         "command": COMMAND,
         "name": f"vllm-bench-{RUN_ID}",
-        "environment": COMMON_ENV,
+        "environment": AMD_ENV,
         "labels": LABELS,
         "devices": ["/dev/kfd", "/dev/dri"],
         "group_add": ["44", "109"],
@@ -156,7 +158,7 @@ def test_amd_spec_chosen_gpus(tmp_path: Path) -> None:
         "/dev/dri/card2",
     ]
     # Host GPUs 0 and 2 are the container's GPUs 0 and 1: ROCm sees only the nodes passed in.
-    assert kwargs["environment"] == {**COMMON_ENV, "HIP_VISIBLE_DEVICES": "0,1"}
+    assert kwargs["environment"] == {**AMD_ENV, "HIP_VISIBLE_DEVICES": "0,1"}
     assert kwargs["labels"] == {**LABELS, "vllm-bench.gpus": "0,2"}
     assert kwargs["privileged"] is True
     assert kwargs["shm_size"] == "64g"
