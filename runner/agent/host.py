@@ -65,8 +65,13 @@ def size_cpu_kv_cache(
     gib = max(1, int(available * KV_FRACTION // _GIB))
     default = (tuned or {}).get(KV_ENV, "")
     if default.isdigit():
-        if int(default) <= gib:
-            return None  # the tuned size fits: keep it, so results do not follow host memory
+        if int(default) <= gib:  # it fits: kept, so that results do not follow host memory
+            note = (
+                f"KV cache: {KV_ENV}={default} (GiB), the {vendor} tuning's fixed size (it fits "
+                f"in {KV_FRACTION:.0%} of the {available / _GIB:.1f} GiB available at start); "
+                "set it or --gpu-memory-utilization to choose"
+            )
+            return KvSizing(int(default), note)
         note = (
             f"KV cache: {KV_ENV}={gib} (GiB) instead of the tuned {default}, which does not fit in "
             f"{KV_FRACTION:.0%} of the {available / _GIB:.1f} GiB available at start; set it or "

@@ -53,7 +53,8 @@ def test_available_memory_reads_meminfo(tmp_path: Path) -> None:
 
 def test_a_tuned_size_is_kept_when_it_fits_and_lowered_when_not() -> None:
     tuned = {KV_ENV: "4"}
-    assert size_cpu_kv_cache("cpu", {}, [SERVE], 20 * GIB, tuned) is None  # 4 <= 5: kept
+    kept = size_cpu_kv_cache("cpu", {}, [SERVE], 20 * GIB, tuned)  # 4 <= 5: kept, and said
+    assert kept is not None and kept.gib == 4 and "tuning's fixed size" in kept.note
     lowered = size_cpu_kv_cache("cpu", {}, [SERVE], 8 * GIB, tuned)
     assert lowered is not None and lowered.gib == 2
     assert "instead of the tuned 4" in lowered.note
