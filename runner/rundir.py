@@ -77,8 +77,7 @@ class SonnetJob:
     prefix_len: int = 0  # leading tokens every prompt shares (a job without it shares none)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "file": self.file, "num_prompts": self.num_prompts,
-                "input_len": self.input_len, "prefix_len": self.prefix_len}  # fmt: skip
+        return asdict(self)
 
 
 @dataclass(frozen=True)
