@@ -56,6 +56,9 @@ class RunRequest:
     input_len: int = 1024
     output_len: int | None = None  # DEFAULT_OUTPUT_LEN, or sharegpt's own lengths
     percentiles: str = "50,90,99"
+    slo: str | None = None  # "ttft_p99_ms=500,tpot_p99_ms=50"
+    find_max_qps: bool = False
+    qps_tolerance: str = "5%"
     client_mode: str = "persistent"
     batch_size: int = 8
     iters: int = 10

@@ -5,12 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from ..rundir import (
@@ -44,30 +40,18 @@ from ..rundir import (
     tail_lines,
     write_error_reason,
 )
-from . import host, provenance, sonnet, tunableop
+from . import host, provenance, search, sonnet, tunableop
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
-from .judge import Verdict, judge_point
-from .procs import CommandResult, Interrupted, Server, ServerFailed, run_command
+from .judge import Verdict, judge_point, slo_result
+from .procs import (
+    CommandResult,
+    Interrupted,
+    Server,
+    ServerFailed,
+    interruptible,
+    run_command,
+)
 from .util import Events, redact_argv, redact_env, relevant_env, root_cause, secret_values
-
-
-@contextmanager
-def _interruptible() -> Iterator[None]:
-    """Turn the first SIGINT/SIGTERM into Interrupted; ignore repeats while cleaning up."""
-    seen = False
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal seen
-        if not seen:
-            seen = True
-            raise Interrupted(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 class JobRunner:
@@ -188,6 +172,9 @@ class JobRunner:
             "seconds": round(outcome.seconds, 3),
             "returncode": outcome.returncode,
         }
+        slo = (self.run.get("serve") or {}).get("slo")
+        if slo and point.scenario == "serve":  # separate from the verdict: a miss is still valid
+            extra["slo"] = slo_result(self.work_dir / point.result, slo)
         if not verdict.ok:
             extra["log_tail"] = tail
         self._record(point, verdict, **extra)
@@ -270,9 +257,15 @@ class JobRunner:
             )
             self._write_status()
             self.events.emit("server_ready", seconds=info["ready_s"])
+            wanted = search.spec_from_serve(self.run.get("serve") or {})
+            if wanted is not None:  # --find-max-qps: each probe's rate depends on the ones before
+                state = self.status.setdefault("search", {})
+                search.run(wanted, points[0], lambda p: self._probe(p, server), state)
+                self.events.emit("search_finished", **search.summary(state))
             for point in points:
-                server.check_alive()
-                self._run_point(point)
+                if self.results[point.id]["verdict"] in UNFINISHED_VERDICTS:
+                    server.check_alive()
+                    self._run_point(point)
         except ServerFailed as exc:
             if exc.rejected:  # a bad configuration, not a measurement: nothing to keep
                 raise host.ConfigRejected(f"vLLM rejects the engine flags: {exc.cause}") from exc
@@ -285,6 +278,18 @@ class JobRunner:
             info["stopped"] = now()
             self._write_status()
             self.events.emit("server_stopped", exit_status=info["exit_status"])
+
+    def _probe(self, point: PointJob, server: Server) -> bool:
+        """One probe of the search, a point like any other: did it meet the SLO?"""
+        if point.id not in self.results:
+            self.points = (*self.points, point)
+            self.results[point.id] = new_point_status(point)
+            self.status["points"].append(self.results[point.id])
+        self.results[point.id]["qps"] = search.rate_of(point)
+        server.check_alive()
+        self._run_point(point)
+        entry = self.results[point.id]
+        return entry["verdict"] == OK and bool((entry.get("slo") or {}).get("met"))
 
     def _tunableop_pass(self, served: list[PointJob]) -> None:
         """Tune first where TunableOp results are missing; each point says if they are used."""
@@ -352,7 +357,7 @@ class JobRunner:
             self.events.emit("warning", text=text)
         code = EXIT_OK
         try:
-            with _interruptible():
+            with interruptible():
                 code = self._run_points()
         except host.ConfigRejected as exc:
             return self._discard(str(exc))

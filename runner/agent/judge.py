@@ -9,6 +9,7 @@ from typing import Any
 
 from ..rundir import FAILED, OK
 from ..scenarios.judges import judge_for
+from .slo import judge_slo
 
 
 @dataclass
@@ -63,3 +64,9 @@ def judge_point(
         reason = f"exited with status {returncode}"
         return Verdict(FAILED, [reason] + ([log_error] if log_error else []))
     return judge_result(scenario, path, expected)
+
+
+def slo_result(path: Path, slo: list[Any]) -> dict[str, Any]:
+    """The point against the run's SLO, from vLLM's JSON (a missing file misses every limit)."""
+    data, _ = _load(path)
+    return judge_slo(data, slo)

@@ -12,9 +12,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from ..rundir import tail_lines
 from .util import root_cause
@@ -231,3 +233,22 @@ class Server:
             reap_group(self.proc.pid)
             return self.proc.returncode
         return kill_group(self.proc, self.stop_timeout_s if grace_s is None else grace_s)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn the first SIGINT/SIGTERM into Interrupted; ignore repeats while cleaning up."""
+    seen = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal seen
+        if not seen:
+            seen = True
+            raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -139,6 +139,24 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     "--percentiles", default="50,90,99", show_default=True, help="latency percentiles to report"
 )
 @click.option(
+    "--slo",
+    help="serving: limits every point is judged against, METRIC=MS comma-separated "
+    "(ttft|tpot|itl|e2el _ mean|median|pNN _ms, e.g. ttft_p99_ms=500,tpot_p99_ms=50); "
+    "also vLLM's --goodput",
+)
+@click.option(
+    "--find-max-qps",
+    is_flag=True,
+    help="serving: bisect between the lowest and highest --qps rate for the highest rate whose "
+    "point meets --slo (each probe a recorded point on the same server)",
+)
+@click.option(
+    "--qps-tolerance",
+    default="5%",
+    show_default=True,
+    help="--find-max-qps: stop when the bracket is this close, a percentage of the rate or req/s",
+)
+@click.option(
     "--client-mode",
     default="persistent",
     show_default=True,

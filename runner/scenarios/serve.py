@@ -8,12 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.agent.search import probe_id
+from runner.agent.slo import Slo, goodput_args
 from runner.agent.sonnet import CHARS_PER_TOKEN as SONNET_CHARS_PER_TOKEN
 from runner.errors import PlanError
 from runner.jobs import PathMap, Target
 from runner.plan import Point, Run, format_rate
 from runner.rundir import SonnetJob
 from runner.scenarios import Scenario, register
+from runner.scenarios._slo_flags import (
+    check_search,
+    parse_tolerance,
+    slo_from,
+    with_slo_percentiles,
+)
 from runner.scenarios.judges.serve import judge
 
 DATASETS = ("random", "sonnet", "sharegpt")
@@ -92,6 +100,13 @@ class ServeParams:
     skip_chat_template: bool = False
     # sharegpt: --output-len when given; None keeps each conversation's own answer length
     sharegpt_output_len: int | None = None
+    # --slo: (metric, limit in ms) pairs every point is judged against; () when none
+    slo: Slo = ()
+    # --find-max-qps: the agent bisects between the lowest and highest finite --qps rate for the
+    # highest rate that meets the SLO, to within qps_tolerance (a fraction of the rate, or req/s)
+    find_max_qps: bool = False
+    qps_tolerance: float = 0.05
+    qps_tolerance_relative: bool = True
     # how the prompts' lengths were set, in words: run.json and the records say it
     lengths: str = field(init=False, default="")
 
@@ -118,6 +133,7 @@ class ServeParams:
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise PlanError(f"--max-concurrency {self.max_concurrency}: must be at least 1")
         self._check_recipe()
+        check_search(self)
         object.__setattr__(self, "lengths", self._lengths())  # frozen: set once, here
 
     def _check_recipe(self) -> None:
@@ -207,6 +223,8 @@ def _sonnet_prefix(values: Mapping[str, Any]) -> int:
 
 def params_from(values: Mapping[str, Any]) -> ServeParams:
     num_prompts = values["num_prompts"]
+    slo = slo_from(values.get("slo"))
+    tolerance, relative = parse_tolerance(values.get("qps_tolerance") or "5%")
     dataset, path = values["dataset"], values["dataset_path"]
     if dataset == "sonnet" and path is None:
         path = str(BUNDLED_SONNETS)
@@ -218,18 +236,25 @@ def params_from(values: Mapping[str, Any]) -> ServeParams:
         max_concurrency=values["max_concurrency"],
         dataset=dataset,
         dataset_path=dataset_file(path),
-        percentiles=parse_percentiles(values["percentiles"]),
+        percentiles=with_slo_percentiles(parse_percentiles(values["percentiles"]), slo),
         client_mode=values.get("client_mode") or "persistent",
         endpoint=values.get("endpoint") or "completions",
         prefix_len=_sonnet_prefix(values),
         skip_chat_template=bool(values.get("skip_chat_template")),
         # only sharegpt has lengths of its own to keep; the others take --output-len's default
         sharegpt_output_len=values.get("output_len") if dataset == "sharegpt" else None,
+        slo=slo,
+        find_max_qps=bool(values.get("find_max_qps")),
+        qps_tolerance=tolerance,
+        qps_tolerance_relative=relative,
     )
 
 
 def points(run: Run) -> list[Point]:
     serve = run.serve
+    if serve.find_max_qps:  # the search's first probe; the agent decides the others
+        low = min(q for q in serve.qps if math.isfinite(q))
+        return [Point(probe_id(1, low), "serve", low, serve.prompts_for(low))]
     return [
         Point(f"serve-qps{format_rate(qps)}", "serve", qps, serve.prompts_for(qps))
         for qps in serve.qps
@@ -294,6 +319,7 @@ def serve_point_argv(
         *concurrency,
         "--percentile-metrics", "ttft,tpot,itl,e2el",
         "--metric-percentiles", ",".join(f"{v:g}" for v in serve.percentiles),
+        *goodput_args(serve.slo),
         "--seed", "0",
         "--disable-tqdm",
         "--save-result", "--save-detailed",

@@ -120,6 +120,18 @@ def assert_one_error_line(result: Result, code: int, *fragments: str) -> str:
         ),
         (["--output-len", "0"], ["--output-len must be at least 1"]),
         (["--no-such-flag"], ["error: ", "--no-such-flag"]),
+        (["--slo", "ttft_p99=500"], ["error: --slo: 'ttft_p99=500' is not METRIC=MS"]),
+        (["--slo", "ttft_std_ms=5"], ["error: --slo:", "mean, median, pNN"]),
+        (["--slo", "tpot_p99_ms=-1"], ["error: --slo: tpot_p99_ms=-1", "positive"]),
+        (["--find-max-qps"], ["error: --find-max-qps", "give --slo"]),
+        (
+            ["--find-max-qps", "--slo", "ttft_p99_ms=5", "--qps", "4"],
+            ["error: --find-max-qps", "two finite rates"],
+        ),
+        (
+            ["--find-max-qps", "--slo", "ttft_p99_ms=5", "--qps-tolerance", "x"],
+            ["error: --qps-tolerance 'x'"],
+        ),
     ],
 )
 def test_plan_errors(model_dir: Path, out_dir: Path, args: list[str], fragments: list[str]) -> None:
