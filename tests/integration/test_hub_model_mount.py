@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner.executors.agent_mount import stage_agent
 from runner.executors.docker import DockerExecutor, DockerSettings
 from runner.executors.render.docker_api import to_docker_kwargs
 from runner.models import HubSettings, ModelFetch, resolve_model
@@ -45,8 +46,11 @@ def test_the_job_path_of_a_hub_model_reads_in_the_container(
     prepared = executor.prepare(run, None)
     spec = prepared.spec
     inside = prepared.job.to_dict()["server"]["argv"][2]
+    stage_agent((tmp_path / "runs").resolve())  # what execute() does before a container starts
     kwargs = to_docker_kwargs(spec)
+    # the spec's mounts and environment, but a reader of the job's model path for the agent
     kwargs.update(command=["python3", "-c", READ, inside], labels={**spec.labels, **LABELS})
+    kwargs.update(entrypoint=None)
     kwargs.pop("name")
     code, logs = run_to_end(docker_client, kwargs)
     assert code == 0, logs
