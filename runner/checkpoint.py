@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.errors import PlanError
-from runner.plan import EngineConfig, Plan, Run
+from runner.plan import EngineConfig, Plan, Run, model_config
 
 Note = Callable[[str], None]
 
@@ -109,10 +108,7 @@ def read_checkpoint(model_dir: Path) -> tuple[Quantization | None, bool]:
     older compression_config), as vLLM does; a side file such as quantize_config.json makes
     a checkpoint without one in config.json neither quantized nor known to be plain.
     """
-    try:
-        config = json.loads((model_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PlanError(f"cannot read {model_dir}/config.json: {exc}") from None
+    config = model_config(model_dir)
     if not isinstance(config, dict):
         raise PlanError(f"{model_dir}/config.json is not a JSON object: check the model")
     text = config.get("text_config")

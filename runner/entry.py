@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,9 +134,9 @@ def _run_parts(request: RunRequest) -> _RunParts:
     return _RunParts(vendor, model, engine, params, scenarios, draft)
 
 
-def _build_run(request: RunRequest, parts: _RunParts, image: str | None) -> Run:
+def _build_run(request: RunRequest, parts: _RunParts, image: str | None, run_id: str) -> Run:
     return Run(
-        run_id=make_run_id(parts.model, parts.vendor, parts.engine),
+        run_id=run_id,
         vendor=parts.vendor,
         model=parts.model,
         engine=parts.engine,
@@ -243,18 +243,48 @@ def prepare(
     but a --quantization the checkpoint contradicts: that needs its config.json, so a hub model's
     download first. A gated or missing hub model fails here too, before anything starts.
     """
-    request.check()
-    parts = _run_parts(request)
-    name, why = choose_executor(request, host.environ)
+    return prepare_many([request], host, on_image_event=on_image_event, note=note)
+
+
+def prepare_many(
+    requests: Sequence[RunRequest],
+    host: HostSettings,
+    *,
+    run_ids: Sequence[str] | None = None,
+    on_image_event: EventSink | None = None,
+    note: Note | None = None,
+) -> Prepared:
+    """prepare() for many configurations (a plan file's): one Run each, every one validated
+    before anything is asked of an engine or the hub, and one executor for them all.
+
+    The executor, its image and the hub options come from the first request: a plan file
+    keeps them the same for every configuration. `run_ids` name the runs (default: made).
+    """
+    for request in requests:
+        request.check()
+    parts = [_run_parts(request) for request in requests]
+    first = requests[0]
+    name, why = choose_executor(first, host.environ)
     note = note or _quiet
-    image, image_note = _image_for(request, parts.vendor, name)
-    plan = Plan(runs=(_build_run(request, parts, image),))
-    executor = make_executor(request, name, image, host, on_image_event)
-    plan = resolve_plan(plan, model_fetch(request), host.hub, dry_run=request.dry_run, note=note)
+    image, image_note = _image_for(first, parts[0].vendor, name)
+    ids = run_ids or [make_run_id(p.model, p.vendor, p.engine) for p in parts]
+    plan = Plan(
+        runs=tuple(
+            _build_run(request, part, image, run_id)
+            for request, part, run_id in zip(requests, parts, ids, strict=True)
+        )
+    )
+    executor = make_executor(first, name, image, host, on_image_event)
+    plan = resolve_plan(plan, model_fetch(first), host.hub, dry_run=first.dry_run, note=note)
     plan = label_plan(plan, note)  # the checkpoint's quantization, once the model is local
-    for done in parts.engine.translated:  # said once nothing is left to refuse
-        passed = f"passing {done.passed}" if done.passed else "dropped"
-        note(f"note: --engine-arg {done.asked}: {passed}: {done.reason}")
+    said: set[str] = set()
+    for part in parts:
+        for done in part.engine.translated:  # said once nothing is left to refuse
+            passed = f"passing {done.passed}" if done.passed else "dropped"
+            line = f"note: --engine-arg {done.asked}: {passed}: {done.reason}"
+            if line not in said:
+                said.add(line)
+                note(line)
     return Prepared(plan, executor, name, why + image_note if why else image_note.lstrip(", "))
 
 

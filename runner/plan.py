@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -27,6 +28,23 @@ PLAN_SCHEMA = 1
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _ENGINE_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_config(path: str, mtime_ns: int, size: int) -> Any:
+    del mtime_ns, size  # the cache key: a config.json rewritten since is read again
+    return json.loads(Path(path).read_text())
+
+
+def model_config(model_dir: Path | str) -> Any:
+    """A model directory's config.json, parsed once per model (a plan validates runs by the
+    thousand); PlanError when it cannot be read. Callers must not change what it returns."""
+    path = Path(model_dir) / "config.json"
+    try:
+        stat = path.stat()
+        return _parsed_config(str(path), stat.st_mtime_ns, stat.st_size)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PlanError(f"cannot read {model_dir}/config.json: {exc}") from None
 
 
 def parse_engine_args(items: Sequence[str]) -> tuple[tuple[str, str | None], ...]:
@@ -111,11 +129,8 @@ class ModelRef:
         """The context length the local config.json declares, when it declares one."""
         if self.local_path is None:
             return None
-        try:
-            config = json.loads((Path(self.local_path) / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PlanError(f"cannot read {self.local_path}/config.json: {exc}") from None
-        value = config.get("max_position_embeddings")
+        config = model_config(self.local_path)
+        value = config.get("max_position_embeddings") if isinstance(config, dict) else None
         return value if isinstance(value, int) else None
 
 

@@ -15,6 +15,7 @@ from results.errors import ResultsError
 from results.model.records import records_from_run
 from results.model.rundir import load_run
 from results.render.formats import render_table
+from runner.cli import sweep as sweeps
 from runner.entry import HostSettings, prepare
 from runner.errors import RunFailed
 from runner.executors.base import Executor, RunOutcome
@@ -63,7 +64,7 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     "--vendor",
     help=vendor_help(),
 )
-@click.option("--model", required=True, help="Hugging Face repo id, or a local model directory")
+@click.option("--model", help="Hugging Face repo id, or a local model directory (required)")
 @click.option("--revision", help="hub model: a branch, tag or commit (default: main)")
 @click.option(
     "--hf-include",
@@ -269,8 +270,21 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     is_flag=True,
     help="print every command and variable the agent would use; run nothing",
 )
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="a YAML plan file: these options as keys (kv_cache_dtype), a matrix of them, "
+    "exclusions; flags given here win over it; runs a sweep directory under --out",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path),
+    help="a sweep directory: run its configurations and points not yet ok",
+)
 @click.option("-v", "--verbose", is_flag=True, help="show every agent event")
-def run(verbose: bool, **options: Any) -> None:
+def run(verbose: bool, plan_file: Path | None, resume_dir: Path | None, **options: Any) -> None:
     """Benchmark vLLM: a serving sweep over request rates, and offline latency and throughput.
 
     \b
@@ -278,8 +292,16 @@ def run(verbose: bool, **options: Any) -> None:
       bench-run --vendor cpu --model ./tiny --qps 1,3 --num-prompts 20 \\
         --scenario serve --scenario latency
     """
-    request = RunRequest.from_options(options)
+    sweeps.check_modes(plan_file, resume_dir, options["model"])
     reporter = ConsoleReporter(verbose=verbose)
+    if plan_file is not None:
+        ends = (_execute, show_results)
+        sweeps.run_plan_file(click.get_current_context(), plan_file, options, reporter, ends)
+        return
+    if resume_dir is not None:
+        sweeps.resume(resume_dir, reporter, (_execute, show_results))
+        return
+    request = RunRequest.from_options(options)
     prepared = prepare(
         request,
         HostSettings.from_environ(dict(os.environ)),
