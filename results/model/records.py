@@ -188,6 +188,42 @@ def _parse(
     return Parsed()
 
 
+def _planned_and_probed(points: list[Any], by_id: dict[str, dict[str, Any]]) -> list[Any]:
+    """run.json's points, then the points the agent added as it ran (--find-max-qps probes)."""
+    planned = {p.get("id") for p in points if isinstance(p, dict)}
+    added = [
+        {"id": pid, "scenario": entry.get("scenario"), "qps": entry.get("qps")}
+        for pid, entry in by_id.items()
+        if pid not in planned
+    ]
+    return [*points, *added]
+
+
+def _search(status: dict[str, Any], serve: dict[str, Any]) -> dict[str, Any]:
+    """The run's --find-max-qps answer (status.json's search, less its probes' details)."""
+    found = status.get("search")
+    if not isinstance(found, dict):
+        return {}
+    probes = found.get("probes")
+    keys = ("result", "max_qps", "lowest_missed", "probe_count", "within_tolerance")
+    return {
+        **{key: found.get(key) for key in keys},
+        "probes": [p.get("id") for p in probes if isinstance(p, dict)]
+        if isinstance(probes, list)
+        else [],
+        "slo": serve.get("slo") or [],
+    }
+
+
+def _slo_fields(entry: dict[str, Any] | None, search: dict[str, Any]) -> dict[str, Any]:
+    """A serving point's SLO result (status.json's slo) and its run's search."""
+    slo = entry.get("slo") if entry is not None else None
+    fields: dict[str, Any] = {"search": search} if search else {}
+    if isinstance(slo, dict):
+        fields.update(slo=slo, slo_met=bool(slo.get("met")))
+    return fields
+
+
 def records_from_run(rundir: RunDir) -> list[Record]:
     """One record per point of the run, in run.json's order."""
     run, status = rundir.run, rundir.status
@@ -209,8 +245,9 @@ def records_from_run(rundir: RunDir) -> list[Record]:
         if isinstance(p, dict) and isinstance(p.get("id"), str)
     }
 
+    search = _search(status, serve)
     records: list[Record] = []
-    for index, point in enumerate(points):
+    for index, point in enumerate(_planned_and_probed(points, by_id)):
         if not isinstance(point, dict) or not isinstance(point.get("id"), str):
             raise ResultsError(
                 f"{rundir.path / RUN_FILE}: point {index} has no id; the file is damaged"
@@ -254,6 +291,7 @@ def records_from_run(rundir: RunDir) -> list[Record]:
             metrics=parsed.metrics,
             extra=parsed.extra,
             **(serve_context if scenario == "serve" else context),
+            **(_slo_fields(entry, search) if scenario == "serve" else {}),
         )
         _per_gpu(parsed, record.gpus_used)
         if verdict == OK:

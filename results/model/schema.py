@@ -140,6 +140,13 @@ class Record:
     completed: int | None = None
     failed: int | None = None
     achieved_rate: float | None = None
+    # serving against --slo: met or not (None: no SLO), each limit's check; a point that
+    # misses is still a valid measurement
+    slo_met: bool | None = None
+    slo: dict[str, Any] = field(default_factory=dict, hash=False)
+    # --find-max-qps: the run's answer (result, max_qps, lowest_missed, probes, slo), on each
+    # of its serving records
+    search: dict[str, Any] = field(default_factory=dict, hash=False)
     # metrics and what was left over; hash=False keeps records hashable
     metrics: dict[str, float] = field(default_factory=dict, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, hash=False)

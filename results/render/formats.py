@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
+from results.analysis.slo import search_answers
 from results.errors import ResultsError
 from results.model.run_ids import short_run_ids
 from results.model.schema import HEADLINE_METRICS, LATENCIES, Record, format_rate, metric_info
@@ -78,6 +79,7 @@ CSV_FIELDS = (
     "completed",
     "failed",
     "achieved_rate",
+    "slo_met",
 )
 
 
@@ -145,7 +147,8 @@ def _grid(records: Sequence[Record], metrics: Sequence[str]) -> _Grid:
     runs = short_run_ids([r.run_id for r in records])
     multi_run = len(runs) > 1
     headers = (["run"] if multi_run else []) + ["scenario", "QPS", "done/failed"]
-    headers += [_header(m) for m in metrics] + ["verdict"]
+    with_slo = any(rec.slo_met is not None for rec in records)
+    headers += [_header(m) for m in metrics] + (["SLO"] if with_slo else []) + ["verdict"]
     rows: list[list[str]] = []
     for rec in records:
         row = [runs[rec.run_id]] if multi_run else []
@@ -154,10 +157,13 @@ def _grid(records: Sequence[Record], metrics: Sequence[str]) -> _Grid:
         row += [rec.scenario, format_rate(rec.qps), f"{done}/{failed}"]
         get = rec.metrics.get
         row += ["-" if (value := get(name)) is None else f"{value:.2f}" for name in metrics]
+        if with_slo:
+            row.append("-" if rec.slo_met is None else "met" if rec.slo_met else "missed")
         row.append(rec.verdict)
         rows.append(row)
-    right = [header not in ("run", "scenario", "verdict") for header in headers]
-    return _Grid(headers, rows, right, _notes(records, runs, multi_run))
+    right = [header not in ("run", "scenario", "SLO", "verdict") for header in headers]
+    searches = [answer.describe() for answer in search_answers(records)]
+    return _Grid(headers, rows, right, [*searches, *_notes(records, runs, multi_run)])
 
 
 def _simple(grid: _Grid) -> str:

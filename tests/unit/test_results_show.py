@@ -168,7 +168,7 @@ def test_metrics_columns(root: Path) -> None:
         "verdict",
     ]
     csv_out = show(str(root), "--format", "csv", "--metrics", "ttft_p99_ms")
-    assert csv_out.stdout.splitlines()[0].endswith(",achieved_rate,ttft_p99_ms,run_dir")
+    assert csv_out.stdout.splitlines()[0].endswith(",achieved_rate,slo_met,ttft_p99_ms,run_dir")
 
 
 @pytest.mark.parametrize(
