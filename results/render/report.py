@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from markupsafe import Markup
 
 from results.analysis.chartdata import Chart, serving_charts
+from results.analysis.slo import search_answers
 from results.errors import ResultsError
 from results.model.provenance import load_provenance
 from results.model.run_ids import short_run_ids
@@ -229,6 +230,22 @@ def _issues(records: Sequence[Record], runs: Mapping[str, str]) -> dict[str, lis
     return {"bad": bad, "warned": warned}
 
 
+def _searches(records: Sequence[Record], runs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The --find-max-qps answers, one row per run that searched."""
+    return [
+        {
+            "run": runs[a.run_id],
+            "label": a.config_label,
+            "slo": a.slo,
+            "cell": a.cell,
+            "missed": None if a.lowest_missed is None else f"{a.lowest_missed:g}",
+            "probes": a.probes,
+            "result": a.result or "did not finish",
+        }
+        for a in search_answers(records)
+    ]
+
+
 def render_report(
     records: Sequence[Record],
     provenance: Mapping[str, Mapping[str, Any]] | None = None,
@@ -265,6 +282,7 @@ def render_report(
             **_issues(records, runs),
             "provenance": provenance_views(records, provenance, runs),
             "gpu_columns": GPU_COLUMNS,
+            "searches": _searches(records, runs),
         }
         figures = _figures(drawn, svgs.result())
     return _environment().get_template(TEMPLATE).render(page, figures=figures)

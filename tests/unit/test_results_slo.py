@@ -15,6 +15,7 @@ from results.cli import main
 from results.model.records import records_from_run
 from results.model.rundir import load_run
 from results.render.formats import render_csv, render_table
+from results.render.report import render_report
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
 RUN = "20261122-054648-tiny-llama-cpu-d56769"
@@ -120,3 +121,13 @@ def test_old_runs_read_as_before() -> None:
     assert records and all(r.slo_met is None and not r.slo and not r.search for r in records)
     assert search_answers(records) == []
     assert "SLO" not in render_table(records)
+
+
+def test_the_report_has_a_table_of_the_answers(searched: Path, tmp_path: Path) -> None:
+    records = records_from_run(load_run(searched))
+    page = render_report(records, charts=[])
+    table = page.split('id="slo-search-table"', 1)[1].split("</table>", 1)[0]
+    assert "ttft_p99_ms &lt;= 500 ms" in table
+    assert '<td class="n">4</td><td class="n">8</td><td class="n">3</td><td>found</td>' in table
+    old = load_records([FIXTURE])
+    assert 'id="slo-search"' not in render_report(old, charts=[])
