@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.errors import PlanError
+from runner.errors import PlanError, PreflightError
 from runner.planfile import Configuration, PlanFile, parse_plan, read_plan
 from runner.request import RunRequest
-from runner.rundir import OK, STATUS_FILE, atomic_write_json, read_json
+from runner.rundir import OK, STATUS_FILE, atomic_write_json, partial_dir, read_json
 
 SWEEP_FILE = "sweep.json"
 SWEEP_SCHEMA = 1
@@ -166,6 +166,19 @@ def _has(scenario: str, points: Sequence[str]) -> bool:
     return any(p == scenario or p.startswith(f"{scenario}-") for p in points)
 
 
+def _check_unfinished(sweep_dir: Path, record: Mapping[str, Any]) -> None:
+    """A killed bench-run's agent may still be writing its run (the local one has its own
+    session): resuming beside it would run two servers at once."""
+    for entry in record["configurations"]:
+        for run in entry["runs"] if entry["state"] == RUNNING else ():
+            partial = partial_dir(sweep_dir, run["run_id"])
+            if partial.exists():
+                raise PreflightError(
+                    f"{partial} is still being written: its agent may be running; wait for it "
+                    "to finish, or remove the directory, then resume"
+                )
+
+
 def resume_plan(sweep_dir: Path) -> tuple[dict[str, Any], list[tuple[int, Configuration]]]:
     """sweep.json settled, and the configurations to run again, each narrowed to its points
     not yet ok; PlanError when the directory is no sweep or its plan file changed."""
@@ -174,6 +187,7 @@ def resume_plan(sweep_dir: Path) -> tuple[dict[str, Any], list[tuple[int, Config
     if change is not None:
         raise PlanError(f"{change}: start a new sweep, or restore the file to resume")
     parse_plan(Path(record["plan_file"]), str(record["plan_text"]))  # still valid as written
+    _check_unfinished(sweep_dir, record)
     settle(sweep_dir, record)
     todo = []
     for entry in record["configurations"]:

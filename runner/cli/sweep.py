@@ -75,9 +75,11 @@ def describe(prepared: Prepared, configurations: Sequence[tuple[int, Configurati
         ids = [p.id for p in run.points()]
         points += len(ids)
         lines.append(f"{index:4d}. {configuration.label()}: {len(ids)} points ({', '.join(ids)})")
+    # a server per configuration that serves; latency and throughput load their own engine
+    servers = sum("serve" in run.scenarios for run in prepared.plan.runs)
     lines.append(
-        f"{len(configurations)} configurations, {points} points, {len(configurations)} server "
-        f"starts, executor {prepared.executor_name}"
+        f"{len(configurations)} configurations, {points} points, {servers} server starts, "
+        f"executor {prepared.executor_name}"
     )
     return "\n".join(lines)
 

@@ -137,6 +137,12 @@ def test_dry_run_lists_configurations_points_and_servers(tmp_path: Path, model_d
     # a flag given wins over the file: one value of max_num_seqs left
     result = bench_run("--plan", str(plan), "--dry-run", "--max-num-seqs", "2", "--qps", "5")
     assert result.stdout.splitlines()[-1].startswith("2 configurations, 2 points")
+    # latency and throughput load their own engine: no server starts
+    result = bench_run("--plan", str(plan), "--dry-run", "--scenario", "latency")
+    assert (
+        result.stdout.splitlines()[-1]
+        == "3 configurations, 3 points, 0 server starts, executor local"
+    )
 
 
 @pytest.mark.parametrize(

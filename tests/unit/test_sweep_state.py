@@ -156,6 +156,10 @@ def test_a_killed_bench_run_leaves_running_which_resume_treats_as_interrupted(
     entry["state"], entry["runs"] = RUNNING, [{"run_id": "c0003-gone", "points": entry["points"]}]
     (sweep_dir / SWEEP_FILE).write_text(json.dumps(record))
     fake.ran.clear()
+    (sweep_dir / ".c0003-gone.partial").mkdir()  # its agent may be still writing it
+    result = bench_run("--resume", str(sweep_dir))
+    assert result.exit_code == 1 and "still being written" in result.stderr and not fake.ran
+    (sweep_dir / ".c0003-gone.partial").rmdir()
     assert bench_run("--resume", str(sweep_dir)).exit_code == 0
     assert [(rid[:5], ids) for rid, ids in fake.ran] == [("c0003", ["serve-qps1", "serve-qps3"])]
 
