@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from results.analysis.query import load_records
 from results.analysis.slo import search_answers
 from results.cli import main
 from results.model.records import records_from_run
@@ -117,7 +116,7 @@ def test_the_other_answers(
 
 
 def test_old_runs_read_as_before() -> None:
-    records = load_records([FIXTURE])
+    records = records_from_run(load_run(FIXTURE / RUN))
     assert records and all(r.slo_met is None and not r.slo and not r.search for r in records)
     assert search_answers(records) == []
     assert "SLO" not in render_table(records)
@@ -129,5 +128,5 @@ def test_the_report_has_a_table_of_the_answers(searched: Path, tmp_path: Path) -
     table = page.split('id="slo-search-table"', 1)[1].split("</table>", 1)[0]
     assert "ttft_p99_ms &lt;= 500 ms" in table
     assert '<td class="n">4</td><td class="n">8</td><td class="n">3</td><td>found</td>' in table
-    old = load_records([FIXTURE])
+    old = records_from_run(load_run(FIXTURE / RUN))
     assert 'id="slo-search"' not in render_report(old, charts=[])
