@@ -198,3 +198,16 @@ def summary(state: Mapping[str, Any]) -> dict[str, Any]:
     """What the search_finished event says."""
     keys = ("result", "max_qps", "lowest_missed", "probe_count")
     return {key: state.get(key) for key in keys}
+
+
+def describe(spec: SearchSpec) -> str:
+    """The search in words, for --dry-run: what the agent will probe after the planned point."""
+    tolerance = (
+        f"{spec.tolerance * 100:g}% of the rate" if spec.relative else f"{spec.tolerance:g} req/s"
+    )
+    return (
+        f"--find-max-qps: the point above probes {spec.low:g} req/s; if it meets the SLO the agent "
+        f"probes {spec.high:g}, then bisects between the highest rate that met and the lowest "
+        f"that missed to within {tolerance}, at most {spec.max_probes} probes in all, each "
+        "search-<n>-qps<rate>: this command at its rate"
+    )

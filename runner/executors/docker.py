@@ -12,6 +12,7 @@ from pathlib import Path
 import docker
 from docker.utils import kwargs_from_env
 
+from runner.agent import search
 from runner.errors import PlanError, PreflightError
 from runner.executors.agent_mount import SHELL, stage_agent, staged_agent_dir
 from runner.executors.base import Event, EventSink, RunOutcome
@@ -205,6 +206,9 @@ class DockerExecutor:
             lines.append(tuning_line(self.tuning(run)))
             lines.append("# the agent's job inside it:")
             lines.append(json.dumps(prepared.job.to_dict(), indent=2))
+            wanted = search.spec_from_serve(prepared.job.run.get("serve") or {})
+            if wanted is not None:
+                lines.append(f"# {search.describe(wanted)}")
         return "\n".join(lines)
 
     def execute(self, plan: Plan, on_event: EventSink) -> list[RunOutcome]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.agent import search
 from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
 from runner.executors.base import Event, EventSink, RunOutcome
@@ -108,6 +109,9 @@ class LocalExecutor:
             for point in job.points:
                 lines.append(f"# point {point.id}:")
                 lines.append(shlex.join(redact_argv(point.argv, secrets)))
+            wanted = search.spec_from_serve(job.run.get("serve") or {})
+            if wanted is not None:
+                lines.append(f"# {search.describe(wanted)}")
             lines.append("")
         return "\n".join(lines)
 

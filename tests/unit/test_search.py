@@ -205,3 +205,11 @@ def test_the_agent_searches_and_records_every_probe(
     finished = [e for e in events if e.get("event") == "search_finished"]
     assert len(finished) == 1 and finished[0]["max_qps"] == found["max_qps"]
     assert os.path.isdir(run_dir)
+
+
+def test_dry_run_says_what_the_agent_will_probe() -> None:
+    relative = search.describe(SearchSpec(low=1.0, high=8.0, tolerance=0.05))
+    assert "probes 1 req/s" in relative and "probes 8," in relative
+    assert "within 5% of the rate, at most 10 probes in all" in relative
+    absolute = search.describe(SearchSpec(low=1.0, high=8.0, tolerance=3.0, relative=False))
+    assert "within 3 req/s, at most 4 probes in all" in absolute
