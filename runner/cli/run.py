@@ -299,6 +299,7 @@ def run(verbose: bool, plan_file: Path | None, resume_dir: Path | None, **option
         sweeps.run_plan_file(click.get_current_context(), plan_file, options, reporter, ends)
         return
     if resume_dir is not None:
+        sweeps.check_resume_flags(click.get_current_context(), options)
         sweeps.resume(resume_dir, reporter, (_execute, show_results))
         return
     request = RunRequest.from_options(options)

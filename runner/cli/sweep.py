@@ -181,6 +181,14 @@ def _end(sweep_dir: Path, record: Mapping[str, Any]) -> None:
         )
 
 
+def check_resume_flags(ctx: click.Context, options: Mapping[str, Any]) -> None:
+    """--resume runs the sweep as sweep.json has it: a flag beside it would be ignored."""
+    given, _ = split_options(ctx, options)
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(given))
+        raise PlanError(f"--resume runs the sweep as it was planned: drop {flags}")
+
+
 def check_modes(plan: Path | None, resume_dir: Path | None, model: str | None) -> None:
     """--plan, --resume and --model: exactly one way of saying what to run."""
     if plan is not None and resume_dir is not None:

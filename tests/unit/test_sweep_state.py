@@ -175,6 +175,8 @@ def test_resume_refuses_a_changed_plan_and_a_directory_that_is_no_sweep(
     assert "line 4: 'qps: [1, 3]' is now 'qps: [1, 5]'" in result.stderr
     result = bench_run("--resume", str(tmp_path))
     assert result.exit_code == 2 and "not a sweep directory" in result.stderr
+    result = bench_run("--resume", str(sweep_dir), "--dry-run", "--tp", "2")
+    assert result.exit_code == 2 and "drop --dry-run, --tp" in result.stderr
 
 
 @pytest.fixture
