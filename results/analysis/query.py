@@ -14,6 +14,7 @@ from results.errors import ResultsError
 from results.model.records import records_from_run
 from results.model.rundir import is_run_dir, load_run
 from results.model.schema import Record, format_rate
+from results.model.sweeps import apply_sweeps, is_sweep_dir
 
 # what a filter key may name: record fields and the derived names people think in
 _GETTERS: dict[str, Callable[[Record], object]] = {
@@ -38,6 +39,7 @@ _GETTERS: dict[str, Callable[[Record], object]] = {
     "dataset": lambda r: r.dataset,
     "verdict": lambda r: r.verdict,
     "config": lambda r: r.config_label,
+    "sweep": lambda r: r.sweep,
 }
 FILTER_KEYS = tuple(_GETTERS)
 
@@ -127,7 +129,26 @@ def _read_root(
     warn: Callable[[str], None] | None,
     use_index: bool,
 ) -> tuple[int, list[Record], list[Problem]]:
-    """The runs under a folder: (how many run directories, their records, what was skipped)."""
+    """The runs under a folder and under the sweep directories in it: (how many run
+    directories, their records, what was skipped)."""
+    count, records, problems = _read_folder(root, where, warn, use_index)
+    kept: list[Problem] = []
+    for problem in problems:
+        if problem.message == index.NOT_A_RUN and is_sweep_dir(problem.path):
+            more, found, skipped = _read_folder(problem.path, where, warn, use_index)
+            count, records, kept = count + more, records + found, kept + skipped
+        else:
+            kept.append(problem)
+    return count, records, sorted(kept, key=lambda p: str(p.path))
+
+
+def _read_folder(
+    root: Path,
+    where: Filter | None,
+    warn: Callable[[str], None] | None,
+    use_index: bool,
+) -> tuple[int, list[Record], list[Problem]]:
+    """The runs in one folder: (how many run directories, their records, what was skipped)."""
     if use_index:
         try:
             summary = index.refresh(root, warn=warn)
@@ -165,7 +186,10 @@ def load_records(
     that is not a run, or a run that cannot be read, is skipped with a warning, or fails the
     whole call with `strict`. A folder's records come from its SQLite index (kept up to date
     here) when the folder is writable, else straight from the run directories. `where` keeps
-    only the records it matches. A run given twice (itself and in its folder) counts once.
+    only the records it matches. A run given twice (itself and in its folder) counts once. Runs
+    of a sweep (sweep.json beside them) carry its name and their matrix values, and a point a
+    later run of the same configuration re-ran is left out of the earlier run; a folder's sweep
+    directories are read as folders too.
     """
     runs = 0
     groups: list[tuple[Path, list[Record]]] = []
@@ -173,8 +197,7 @@ def load_records(
         path = Path(raw)
         if is_run_dir(path):
             runs += 1
-            records = records_from_run(load_run(path))
-            groups.append((path, where.select(records) if where else records))
+            groups.append((path, records_from_run(load_run(path))))
         elif path.is_dir():
             count, records, problems = _read_root(path, where, warn, use_index)
             runs += count
@@ -185,8 +208,6 @@ def load_records(
                     )
                 if warn is not None:
                     warn(problem.warning)
-            if where:
-                records = where.select(records)
             by_run: dict[str, list[Record]] = {}
             for record in records:
                 by_run.setdefault(record.run_dir or "", []).append(record)
@@ -205,4 +226,6 @@ def load_records(
         if run_dir not in seen:
             seen.add(run_dir)
             out += records
-    return out
+    # sweep fields first, so that a filter can name them; superseded points go either way
+    out = apply_sweeps(out, warn)
+    return where.select(out) if where else out

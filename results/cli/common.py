@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from results.errors import ResultsError, UserError
+from results.model.sweeps import is_sweep_dir
 
 ROOT_ENV = "BENCH_RESULTS_ROOT"
 DEFAULT_ROOT = "runs"
@@ -78,3 +79,21 @@ def paths_or_root(paths: tuple[Path, ...]) -> list[Path]:
 def warn(message: str) -> None:
     """One warning line on stderr; data stays on stdout."""
     click.echo(f"warning: {' '.join(message.split())}", err=True)
+
+
+SWEEP_HELP = "Only the records of this sweep directory (bench-run --plan's sweep-*; default PATHS)."
+
+
+def sweep_scope(
+    sweep: Path | None, paths: tuple[Path, ...], where: tuple[str, ...]
+) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """PATHS and --where narrowed to --sweep DIR: DIR itself when no PATHS, and sweep=NAME."""
+    if sweep is None:
+        return paths, where
+    if not is_sweep_dir(sweep):
+        raise click.BadParameter(
+            f"{sweep} is not a sweep directory (no sweep.json): give the sweep-* directory "
+            "bench-run --plan wrote",
+            param_hint="'--sweep'",
+        )
+    return paths or (sweep,), (*where, f"sweep={sweep.resolve().name}")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
+from results.analysis.axis import axis_pairs
 from results.analysis.compare import compare, parse_metrics
+from results.analysis.comparison import Comparison
+from results.analysis.query import Filter, load_records
 from results.analysis.sides import load_sides
-from results.cli.common import ROOT_ENV, default_root, warn
+from results.cli.common import ROOT_ENV, default_root, sweep_scope, warn
 from results.errors import ResultsError
+from results.model.sweeps import read_sweep
 from results.render.comparison import FORMATS, format_comparison, gate_lines
 
 
@@ -35,6 +40,17 @@ from results.render.comparison import FORMATS, format_comparison, gate_lines
     "p99), 'headline' (default: req/s, output tok/s, TTFT/TPOT/ITL/E2EL mean, median, p99) "
     "or 'all'. The gate checks the same set.",
 )
+@click.option(
+    "--sweep",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Only this sweep's records: the sweep directory is the root of filter sides.",
+)
+@click.option(
+    "--axis",
+    metavar="KEY",
+    help="With --sweep: BASELINE and CANDIDATE are two values of this matrix axis "
+    "(--axis tp 1 2); each pair of configurations that differ only in it is compared.",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
     "--fail-if-worse",
@@ -49,6 +65,8 @@ def compare_command(
     candidate: str,
     root: Path | None,
     where: tuple[str, ...],
+    sweep: Path | None,
+    axis: str | None,
     metrics: str | None,
     fmt: str,
     fail_if_worse: float | None,
@@ -58,26 +76,79 @@ def compare_command(
 
     Each side is a run directory or a folder of them (repeated runs pool together), or a filter
     over --root such as precision=fp8 or model=org/name,precision=bfloat16.
+
+    \b
+    Within a sweep: --sweep DIR --axis KEY VALUE_A VALUE_B compares VALUE_B (candidate) with
+    VALUE_A (baseline) of the matrix axis KEY, once per pair of configurations that differ
+    only in KEY (e.g. --axis tp 1 2 under each quantization).
     """
     # a ResultsError ends as one `error:` line and exit status 1 (the group, results.cli.common)
     names = parse_metrics(metrics)
-    sides = load_sides(
-        baseline,
-        candidate,
-        root=root or default_root(),
-        where=where,
-        strict=strict,
-        warn=warn,
-    )
-    comparison = compare(*sides, metrics=names)
-    gate = comparison.gate(fail_if_worse) if fail_if_worse is not None else None
-    click.echo(format_comparison(comparison, fmt, gate))
-    if gate is None:
-        return
-    for line in gate_lines(gate):
-        click.echo(line, err=True)
-    if not gate.passed:
+    if axis is not None:
+        if sweep is None:
+            raise click.UsageError("--axis compares within a sweep: give --sweep DIR too")
+        comparisons = _axis_comparisons(sweep, axis, baseline, candidate, where, strict, names)
+    else:
+        _, where = sweep_scope(sweep, (), where)
+        sides = load_sides(
+            baseline,
+            candidate,
+            root=sweep or root or default_root(),
+            where=where,
+            strict=strict,
+            warn=warn,
+        )
+        comparisons = [("", compare(*sides, metrics=names))]
+    _report(comparisons, fmt, fail_if_worse)
+
+
+def _axis_comparisons(
+    sweep: Path,
+    axis: str,
+    baseline: str,
+    candidate: str,
+    where: tuple[str, ...],
+    strict: bool,
+    names: tuple[str, ...] | None,
+) -> list[tuple[str, Comparison]]:
+    paths, where = sweep_scope(sweep, (), where)
+    selection = Filter.parse(where)
+    records = load_records(list(paths), strict=strict, warn=warn, where=selection)
+    pairs = axis_pairs(read_sweep(sweep), records, axis, (baseline, candidate))
+    return [
+        (
+            f"{axis}: {baseline} -> {candidate} where {pair.label}",
+            compare(*pair.sides, metrics=names),
+        )
+        for pair in pairs
+    ]
+
+
+def _report(comparisons: list[tuple[str, Comparison]], fmt: str, threshold: float | None) -> None:
+    """Each comparison on stdout (under its heading when there are several), the gate's lines
+    on stderr; ResultsError when the candidate fails the gate in any of them."""
+    failed = 0
+    offenders = 0
+    documents = []
+    for heading, comparison in comparisons:
+        gate = comparison.gate(threshold) if threshold is not None else None
+        text = format_comparison(comparison, fmt, gate)
+        if fmt == "json":
+            documents.append({"axis": heading, **json.loads(text)} if heading else json.loads(text))
+        else:
+            click.echo(f"== {heading}\n{text}" if heading else text)
+        if gate is None:
+            continue
+        for line in gate_lines(gate):
+            click.echo(line, err=True)
+        if not gate.passed:
+            failed += 1
+            offenders += len(gate.offenders)
+    if fmt == "json":
+        single = len(documents) == 1 and "axis" not in documents[0]
+        click.echo(json.dumps(documents[0] if single else documents, indent=2))
+    if failed:
         raise ResultsError(
-            f"the candidate fails the gate --fail-if-worse {gate.threshold_pct:g}%: "
-            f"{len(gate.offenders)} regression(s), one per 'worse:' line above"
+            f"the candidate fails the gate --fail-if-worse {threshold:g}%: "
+            f"{offenders} regression(s), one per 'worse:' line above"
         )

@@ -10,7 +10,7 @@ import click
 
 from results.analysis.chartdata import resolve_metric, serving_charts
 from results.analysis.query import FILTER_KEYS, load_records
-from results.cli.common import paths_or_root, warn
+from results.cli.common import SWEEP_HELP, paths_or_root, sweep_scope, warn
 from results.cli.show import build_filter
 from results.errors import ResultsError
 from results.model.schema import Record
@@ -30,7 +30,11 @@ _SHORTHANDS = {
 
 
 def selection_options(command: F) -> F:
-    """The options that choose records, as `show` has them: shorthands, --where, --strict."""
+    """The options that choose records, as `show` has them: shorthands, --where, --sweep,
+    --strict."""
+    command = click.option(
+        "--sweep", type=click.Path(path_type=Path, file_okay=False), help=SWEEP_HELP
+    )(command)
     command = click.option(
         "--strict", is_flag=True, help="Fail on a directory that gives no records."
     )(command)
@@ -49,7 +53,8 @@ def select_records(paths: tuple[Path, ...], options: dict[str, Any]) -> tuple[li
     """The records under `paths` (default: the results root) that the options select, and the
     selection in words ('' when there is none)."""
     shorthands = {key: options[key] for key in _SHORTHANDS if options.get(key)}
-    selection = build_filter(tuple(options.get("where") or ()), shorthands)
+    paths, where = sweep_scope(options.get("sweep"), paths, tuple(options.get("where") or ()))
+    selection = build_filter(where, shorthands)
     sources = paths_or_root(paths)
     records = load_records(
         sources, strict=bool(options.get("strict")), warn=warn, where=selection or None

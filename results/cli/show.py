@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from results.analysis.query import FILTER_KEYS, Filter, load_records
-from results.cli.common import paths_or_root, warn
+from results.cli.common import SWEEP_HELP, paths_or_root, sweep_scope, warn
 from results.errors import ResultsError
 from results.render.formats import FORMATS, parse_metrics, render
 
@@ -40,6 +40,7 @@ def build_filter(where: tuple[str, ...], shorthands: dict[str, tuple[str, ...]])
     metavar="KEY=VALUE",
     help=f"Any record field; values may be a,b or a|b. Keys: {', '.join(FILTER_KEYS)}.",
 )
+@click.option("--sweep", type=click.Path(path_type=Path, file_okay=False), help=SWEEP_HELP)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
     "--metrics",
@@ -56,6 +57,7 @@ def show(
     gpu: tuple[str, ...],
     run: tuple[str, ...],
     where: tuple[str, ...],
+    sweep: Path | None,
     fmt: str,
     metrics: str | None,
     strict: bool,
@@ -74,6 +76,7 @@ def show(
         "gpu": gpu,
         "run": run,
     }
+    paths, where = sweep_scope(sweep, paths, where)
     selection = build_filter(where, {k: v for k, v in shorthands.items() if v})
     columns = None
     if metrics is not None:

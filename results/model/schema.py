@@ -147,6 +147,9 @@ class Record:
     # --find-max-qps: the run's answer (result, max_qps, lowest_missed, probes, slo), on each
     # of its serving records
     search: dict[str, Any] = field(default_factory=dict, hash=False)
+    # a run of a plan's sweep: the sweep directory's name and the configuration's matrix values
+    sweep: str | None = None
+    matrix: dict[str, Any] = field(default_factory=dict, hash=False)
     # metrics and what was left over; hash=False keeps records hashable
     metrics: dict[str, float] = field(default_factory=dict, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
