@@ -49,7 +49,8 @@ def _same(value: Any, given: str) -> bool:
     return value_text(value).lower() == given.strip().lower()
 
 
-def _key(matrix: dict[str, Any]) -> str:
+def matrix_key(matrix: dict[str, Any]) -> str:
+    """Matrix values as one comparable text."""
     return json.dumps(matrix, sort_keys=True, default=str)
 
 
@@ -71,7 +72,7 @@ def axis_pairs(
     by_matrix: dict[str, list[Record]] = {}
     for record in records:
         if record.sweep == sweep.name:
-            by_matrix.setdefault(_key(record.matrix), []).append(record)
+            by_matrix.setdefault(matrix_key(record.matrix), []).append(record)
     configs = [dict(e["varying"]) for e in sweep.configurations]
     pairs = []
     for base in configs:
@@ -101,7 +102,7 @@ def _pair(
     base: dict[str, Any],
     cand: dict[str, Any],
 ) -> AxisPair | None:
-    base_records, cand_records = by_matrix.get(_key(base)), by_matrix.get(_key(cand))
+    base_records, cand_records = by_matrix.get(matrix_key(base)), by_matrix.get(matrix_key(cand))
     if not base_records or not cand_records:
         return None
     where = ", ".join(f"{k}={value_text(v)}" for k, v in others.items())

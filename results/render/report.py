@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from markupsafe import Markup
 
+from results.analysis.axis import matrix_key, value_text
 from results.analysis.chartdata import Chart, serving_charts
 from results.analysis.slo import search_answers
 from results.errors import ResultsError
 from results.model.provenance import load_provenance
 from results.model.run_ids import short_run_ids
 from results.model.schema import LATENCIES, LATENCY_LABEL, Record, format_rate
+from results.model.sweeps import sweeps_of
 from results.render.charts import ERROR_BARS, SvgMarkups
 from results.render.report_provenance import GPU_COLUMNS, provenance_views
 from runner.rundir import FAILED, NOT_RUN, OK
@@ -246,6 +248,28 @@ def _searches(records: Sequence[Record], runs: Mapping[str, str]) -> list[dict[s
     ]
 
 
+def _sweeps(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """A section per sweep the records come from: its matrix axes and its configurations."""
+    shown = Counter((r.sweep, matrix_key(r.matrix)) for r in records)
+    return [
+        {
+            "name": sweep.name,
+            "axes": [(k, ", ".join(value_text(v) for v in vs)) for k, vs in sweep.axes().items()],
+            "configurations": [
+                {
+                    "index": c["index"],
+                    "label": c["label"],
+                    "state": c["state"],
+                    "runs": ", ".join(c["runs"]),
+                    "points": shown[(sweep.name, matrix_key(c["varying"]))],
+                }
+                for c in sweep.configurations
+            ],
+        }
+        for sweep in sweeps_of(records)
+    ]
+
+
 def render_report(
     records: Sequence[Record],
     provenance: Mapping[str, Mapping[str, Any]] | None = None,
@@ -283,6 +307,7 @@ def render_report(
             "provenance": provenance_views(records, provenance, runs),
             "gpu_columns": GPU_COLUMNS,
             "searches": _searches(records, runs),
+            "sweeps": _sweeps(records),
         }
         figures = _figures(drawn, svgs.result())
     return _environment().get_template(TEMPLATE).render(page, figures=figures)

@@ -13,6 +13,7 @@ from results.analysis.axis import axis_pairs
 from results.analysis.query import Filter, load_records
 from results.cli import main
 from results.model.sweeps import read_sweep
+from results.render.report import render_report
 from tests.unit.sweep_dirs import FIXTURE, SWEEP_NAME, make_sweep
 
 
@@ -128,3 +129,34 @@ def test_compare_axis_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no tp=4" in result.output
     result = CliRunner().invoke(main, ["compare", "--axis", "tp", "1", "2"])
     assert result.exit_code == 2 and "--sweep" in result.output
+
+
+def test_the_report_has_a_section_per_sweep(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path)
+    records = load_records([sweep], use_index=False)
+    page = render_report(records, charts=[])
+    section = page.split(f'<section class="sweep" id="sweep-{SWEEP_NAME}">', 1)[1]
+    section = section.split("</section>", 1)[0]
+    assert f"Sweep {SWEEP_NAME}" in section
+    assert "<b>tp</b> 1, 2" in section and "<b>dtype</b> bfloat16, float16" in section
+    assert section.count("<tr><td") == 4
+    assert "c0001-tp-1-dtype-bfloat16, c0001-tp-1-dtype-bfloat16-r2" in section
+    assert '<td class="v-ok">ok</td>' in section
+    assert '<td class="n">5</td>' in section  # each point once, the re-run one included
+
+
+def test_a_report_without_sweeps_has_no_sweep_section(tmp_path: Path) -> None:
+    records = load_records([FIXTURE], use_index=False)
+    assert 'class="sweep"' not in render_report(records, charts=[])
+
+
+def test_report_and_plot_take_sweep(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "root")
+    shutil.copytree(FIXTURE, tmp_path / "root" / FIXTURE.name)
+    out = tmp_path / "report.html"
+    result = invoke("report", tmp_path / "root", "--sweep", sweep, "-o", out)
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert f"Sweep {SWEEP_NAME}" in page
+    result = invoke("plot", "--sweep", sweep, "-o", tmp_path / "charts", "--format", "svg")
+    assert result.exit_code == 0, result.output
