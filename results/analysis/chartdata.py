@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from results.analysis.slo import ABOVE_RANGE, FOUND, search_answers
 from results.errors import ResultsError
 from results.model.run_ids import short_run_ids
 from results.model.schema import LATENCIES, Record, format_rate, latency_name, metric_info
@@ -49,6 +50,8 @@ class Series:
     label: str
     points: tuple[ChartPoint, ...]
     style: int = 0
+    # qps charts: the highest rate meeting the SLO where the line's runs searched (--find-max-qps)
+    max_qps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,17 @@ def _inf_position(finite: Sequence[float]) -> float:
     return top + max(step, 0.15 * top)
 
 
+def _max_qps_under_slo(records: Iterable[Record]) -> float | None:
+    """The highest rate meeting the SLO that the line's searches found (the lowest, where
+    repeated runs answered differently); None where none searched or none found one."""
+    found = [
+        a.max_qps
+        for a in search_answers(records)
+        if a.result in (FOUND, ABOVE_RANGE) and a.max_qps is not None
+    ]
+    return min(found) if found else None
+
+
 def qps_chart(records: Sequence[Record], metric: str) -> Chart:
     """`metric` vs the requested rate, one line per configuration (serve points only).
 
@@ -269,7 +283,8 @@ def _qps_chart(lines: _Lines, metric: str) -> Chart:
             mean, sd = _mean_sd([r.metrics[metric] for r in sel.groups[key][qps]])
             x = inf_x if math.isinf(qps) and inf_x is not None else qps
             points.append(ChartPoint(qps, x, mean, 0.0, sd, len(sel.groups[key][qps])))
-        series.append(Series(sel.labels[key], tuple(points), sel.styles[key]))
+        best = _max_qps_under_slo(r for recs in sel.groups[key].values() for r in recs)
+        series.append(Series(sel.labels[key], tuple(points), sel.styles[key], best))
 
     ticks: tuple[tuple[float, str], ...] = ()
     if len(finite) <= MAX_RATE_TICKS:

@@ -122,6 +122,8 @@ def _draw_series(ax: Axes, chart: Chart, index: int, series: Series, color: str)
             color=color,
             gid=f"{gid}-inf",
         )
+    if chart.kind == "qps" and series.max_qps is not None:
+        _mark_max_qps(ax, gid, series, color)
     has_error = any(p.x_err or p.y_err for p in pts)
     if has_error:
         ax.errorbar(
@@ -145,6 +147,31 @@ def _draw_series(ax: Axes, chart: Chart, index: int, series: Series, color: str)
                 color=color,
             )
     return has_error
+
+
+def _mark_max_qps(ax: Axes, gid: str, series: Series, color: str) -> None:
+    """A star on the line's point at its max QPS under SLO (--find-max-qps), labelled."""
+    at = [p for p in series.points if p.qps == series.max_qps]
+    if not at:
+        return
+    ax.plot(
+        [at[0].x],
+        [at[0].y],
+        marker="*",
+        markersize=14,
+        linestyle="none",
+        color=color,
+        markeredgecolor="black",
+        gid=f"{gid}-max-qps-slo",
+    )
+    ax.annotate(
+        f"max QPS under SLO: {format_rate(at[0].qps)}",
+        (at[0].x, at[0].y),
+        textcoords="offset points",
+        xytext=(6, -12),
+        fontsize="x-small",
+        color=color,
+    )
 
 
 def _rate_axis(ax: Axes, chart: Chart) -> None:

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from click.testing import CliRunner, Result
 
 from results.analysis.axis import axis_pairs
+from results.analysis.chartdata import serving_charts
 from results.analysis.query import Filter, load_records
 from results.cli import main
+from results.model.schema import Record
 from results.model.sweeps import read_sweep
+from results.render.charts import draw, render
 from results.render.report import render_report
 from tests.unit.sweep_dirs import FIXTURE, SWEEP_NAME, make_sweep
 
@@ -160,3 +164,39 @@ def test_report_and_plot_take_sweep(tmp_path: Path) -> None:
     assert f"Sweep {SWEEP_NAME}" in page
     result = invoke("plot", "--sweep", sweep, "-o", tmp_path / "charts", "--format", "svg")
     assert result.exit_code == 0, result.output
+
+
+def _searched(records: list[Record], result: str, max_qps: float | None) -> list[Record]:
+    search = {
+        "result": result,
+        "max_qps": max_qps,
+        "lowest_missed": 8.0,
+        "probes": [{"qps": 8.0}],
+        "slo": [["ttft_p99_ms", 500]],
+    }
+    return [replace(r, search=search) if r.scenario == "serve" else r for r in records]
+
+
+def test_qps_charts_mark_the_max_qps_under_slo(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path)
+    records = load_records([sweep], use_index=False)
+    tp1 = [r for r in records if r.matrix == {"tp": 1, "dtype": "float16"}]
+    tp2 = [r for r in records if r.matrix == {"tp": 2, "dtype": "float16"}]
+    records = _searched(tp1, "found", 4.0) + _searched(tp2, "none", None)
+    charts = serving_charts(records)
+    qps = [c for c in charts if c.kind == "qps"]
+    assert qps and all([s.max_qps for s in c.series] == [4.0, None] for c in qps)
+    tradeoff = next(c for c in charts if c.kind == "tradeoff")
+    assert all(s.max_qps is None for s in tradeoff.series)
+    svg = render(qps[0], "svg").decode()
+    assert f"{qps[0].name}-series-0-max-qps-slo" in svg
+    assert f"{qps[0].name}-series-1-max-qps-slo" not in svg
+    ax = draw(qps[0]).axes[0]
+    assert any(t.get_text() == "max QPS under SLO: 4" for t in ax.texts)
+
+
+def test_no_marker_without_a_search(tmp_path: Path) -> None:
+    records = load_records([make_sweep(tmp_path)], use_index=False)
+    chart = serving_charts(records)[0]
+    assert all(s.max_qps is None for s in chart.series)
+    assert "max-qps-slo" not in render(chart, "svg").decode()
