@@ -37,7 +37,6 @@ from ..rundir import (
     new_status,
     now,
     partial_dir,
-    tail_lines,
     write_error_reason,
 )
 from . import host, provenance, search, sonnet, tunableop
@@ -51,7 +50,15 @@ from .procs import (
     interruptible,
     run_command,
 )
-from .util import Events, redact_argv, redact_env, relevant_env, root_cause, secret_values
+from .util import (
+    KEPT_TAIL,
+    Events,
+    read_failure,
+    redact_argv,
+    redact_env,
+    relevant_env,
+    secret_values,
+)
 
 
 class JobRunner:
@@ -158,8 +165,8 @@ class JobRunner:
                 return
         log = self.work_dir / self.results[point.id]["log"]
         outcome = self._measure(point, log)
-        tail = tail_lines(log)
-        cause = root_cause(tail_lines(log, count=1000, max_bytes=256_000))
+        lines, cause = read_failure(log)
+        tail = lines[-KEPT_TAIL:]
         verdict = judge_point(
             point.scenario,
             self.work_dir / point.result,

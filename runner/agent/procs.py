@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from ..rundir import tail_lines
-from .util import root_cause
+from .util import KEPT_TAIL, read_failure
 
 POLL_S = 0.1  # /health is polled this often: the ready time is this precise
 
@@ -179,13 +178,12 @@ class Server:
         self.proc = spawn(self.argv, cwd=self.cwd, env=self.env, log=self.log)
 
     def failure(self, reason: str, exit_status: int | None = None) -> ServerFailed:
-        # The root cause may be a few hundred lines above the end (a worker's traceback).
-        lines = tail_lines(self.log, count=1000, max_bytes=256_000)
-        line = root_cause(lines)
+        lines, line = read_failure(self.log)
+        tail = lines[-KEPT_TAIL:]
         parser_line = next((x for x in reversed(lines) if _PARSER_ERROR.match(x.strip())), None)
         if exit_status == ARGPARSE_EXIT and parser_line is not None and ": error: " in parser_line:
-            return ServerFailed(reason, tail_lines(self.log), parser_line.strip(), rejected=True)
-        return ServerFailed(f"{reason}: {line}" if line else reason, tail_lines(self.log), line)
+            return ServerFailed(reason, tail, parser_line.strip(), rejected=True)
+        return ServerFailed(f"{reason}: {line}" if line else reason, tail, line)
 
     def wait_ready(
         self, deadline_s: float, on_wait: Callable[[float], None] | None = None

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from ..rundir import tail_lines
+
 REDACTED = "***"
 # Whole underscore-separated words: HF_TOKEN and AWS_SECRET_ACCESS_KEY, not TOKENIZERS_PARALLELISM.
 _SECRET_NAME = re.compile(
@@ -111,6 +113,19 @@ _EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*\.)?[A-Z]\w*(Error|Exception|Interrup
 
 def _message(line: str) -> str:
     return _LOG_PREFIX.sub("", line.strip(), count=1).strip()
+
+
+KEPT_TAIL = 25  # log lines kept with a failure
+
+
+def read_failure(log: Path) -> tuple[list[str], str | None]:
+    """A failed process's log, read once: its last lines (up to 1000) and its root cause.
+
+    The root cause may be a few hundred lines above the end (a worker's traceback), so a wider
+    window is read than the KEPT_TAIL lines a failure keeps.
+    """
+    lines = tail_lines(log, count=1000, max_bytes=256_000)
+    return lines, root_cause(lines)
 
 
 def root_cause(lines: list[str]) -> str | None:
