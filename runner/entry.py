@@ -149,6 +149,7 @@ def _build_run(request: RunRequest, parts: _RunParts, image: str | None, run_id:
         image=image,
         draft_model=parts.draft,
         strict_host=request.strict_host,
+        expect_partition=request.partition,
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from runner import scenarios as registry
 from runner.engine_flags import Translation, translate
 from runner.errors import PlanError
-from runner.vendors import profile_for
+from runner.vendors import parse_partition, profile_for
 
 if TYPE_CHECKING:
     from runner.checkpoint import Quantization
@@ -243,9 +243,12 @@ class Run:
     draft_model: ModelRef | None = None
     # The checkpoint's quantization_config, read once the model is a local directory
     checkpoint: Quantization | None = None
+    # AMD: the partition modes --partition expects ("cpx/nps4"), checked where the agent runs
+    expect_partition: str | None = None
 
     def __post_init__(self) -> None:
         profile_for(self.vendor)  # an unknown vendor: one line naming the registered ones
+        self._check_partition()
         if not self.scenarios:
             raise PlanError(f"give at least one --scenario ({registry.choices()})")
         for name in self.scenarios:
@@ -264,6 +267,17 @@ class Run:
                 f"{self.input_len + self.output_len} tokens exceeds {limit_from} ({limit}): "
                 "shorten the prompts or raise --max-model-len"
             )
+
+    def _check_partition(self) -> None:
+        if self.expect_partition is None:
+            return
+        if self.vendor != "amd":
+            raise PlanError(
+                f"--partition {self.expect_partition} is for AMD GPUs, but the run is for "
+                f"--vendor {self.vendor}: drop --partition or use --vendor amd"
+            )
+        # frozen: normalized once, while validating ("CPX/NPS4" -> "cpx/nps4")
+        object.__setattr__(self, "expect_partition", parse_partition(self.expect_partition))
 
     def _fill_params(self) -> None:
         given = dict(self.params)
@@ -318,6 +332,8 @@ class Run:
             data["model"]["quantization"] = asdict(self.checkpoint)
         if self.draft_model is not None:
             data["draft_model"] = asdict(self.draft_model)
+        if self.expect_partition is not None:
+            data["expect_partition"] = self.expect_partition
         data["points"] = [_plain(p) for p in self.points()]
         return data
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner.errors import PreflightError
 from runner.plan import Plan
-from runner.vendors import Gpu, discover, profile_for
+from runner.vendors import Gpu, check_partition, discover, gpu_topology, profile_for
 
 INSTALL_HINT = (
     "install vLLM into this environment (pip install vllm; on a CPU host `make venv` installs "
@@ -53,6 +53,16 @@ def check_gpus(plan: Plan, gpus_by_vendor: dict[str, list[Gpu]] | None = None) -
                 f"--tp {run.engine.tp} needs {run.engine.tp} {run.vendor} GPUs but {vendor.tools} "
                 f"found {len(found)} on this host: lower --tp or run where there are more GPUs"
             )
+
+
+def check_partitions(plan: Plan, gpus: tuple[int, ...] = ()) -> None:
+    """AMD: the GPUs a run uses (`gpus`, all when empty) are in the modes --partition expects.
+
+    One line, exit 2, before anything starts; the modes are never changed (root, GPU reset).
+    """
+    for run in plan.runs:
+        if run.expect_partition is not None:
+            check_partition(run.expect_partition, gpu_topology(run.vendor), gpus)
 
 
 def check_port(host: str, port: int) -> None:

@@ -95,6 +95,8 @@ class RunRequest:
     server_timeout: float = 1200.0
     point_timeout: float = 3600.0
     strict_host: bool = False
+    # AMD: the partition modes the GPUs must be in ("cpx", "cpx/nps4"); checked, never set
+    partition: str | None = None
     dry_run: bool = False
 
     @classmethod

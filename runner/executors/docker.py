@@ -26,6 +26,7 @@ from runner.images import docker_ops
 from runner.images.tuning import Tuning, run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, git_commit
 from runner.plan import Plan, Run
+from runner.preflight import check_partitions
 from runner.rundir import Job
 from runner.vendors import check_gpu_ids, check_host, discover, profile_for
 
@@ -176,6 +177,7 @@ class DockerExecutor:
             if profile.uses_gpus and self.settings.gpus:
                 check_gpu_ids(self.settings.gpus, len(discover(run.vendor)), run.vendor)
             self.prepare(run, None)  # validates flags, mounts and --env before anything starts
+        check_partitions(plan, self.settings.gpus)  # --partition: the GPUs it is given
         self.client()
         if note is not None:
             note(f"image {self.image_ref()} (pull: {self.settings.pull}) ...")

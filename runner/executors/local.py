@@ -21,7 +21,7 @@ from runner.executors.supervisor import Supervisor
 from runner.images.tuning import run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, git_commit, vendor_env
 from runner.plan import Plan, Run
-from runner.preflight import check_gpus, check_port, find_vllm, free_port
+from runner.preflight import check_gpus, check_partitions, check_port, find_vllm, free_port
 from runner.rundir import Job
 from runner.vendors import profile_for
 
@@ -59,6 +59,7 @@ class LocalExecutor:
 
     def preflight(self, plan: Plan, note: Callable[[str], None] | None = None) -> list[str]:
         self._vllm()  # no vllm executable: one line, before anything starts
+        check_partitions(plan)  # --partition: the modes of this host's AMD GPUs (exit 2)
         check_gpus(plan)
         if self.settings.port is not None:
             check_port(self.settings.host, self.settings.port)

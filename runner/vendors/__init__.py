@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from runner.vendors.amd import AMD, amd_gpu_nodes
-from runner.vendors.amd_topology import AmdGpuNode, amd_gpu_topology, read_kfd_topology
+from runner.vendors.amd_topology import (
+    AmdGpuNode,
+    amd_gpu_topology,
+    partition_modes,
+    read_kfd_topology,
+    topology_partition,
+)
 from runner.vendors.base import Gpu, GpuRequest, Query, Runner, Ulimit, VendorProfile, run_tool
 from runner.vendors.checks import (
     DriverMissing,
     GpuNotFound,
+    PartitionMismatch,
     check_gpu_ids,
     check_host,
+    check_partition,
     parse_cpuset,
     parse_gpus,
+    parse_partition,
 )
 from runner.vendors.cpu import CPU
 from runner.vendors.host import numa_balancing, numa_balancing_mode
@@ -40,6 +49,7 @@ __all__ = [
     "Gpu",
     "GpuNotFound",
     "GpuRequest",
+    "PartitionMismatch",
     "Query",
     "Runner",
     "Ulimit",
@@ -48,6 +58,7 @@ __all__ = [
     "amd_gpu_topology",
     "check_gpu_ids",
     "check_host",
+    "check_partition",
     "detect_vendor",
     "discover",
     "gpu_topology",
@@ -56,10 +67,13 @@ __all__ = [
     "numa_balancing_mode",
     "parse_cpuset",
     "parse_gpus",
+    "parse_partition",
+    "partition_modes",
     "profile_for",
     "read_kfd_topology",
     "register",
     "run_tool",
+    "topology_partition",
     "unregister",
     "vendor_help",
 ]

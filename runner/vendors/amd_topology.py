@@ -301,3 +301,43 @@ def amd_gpu_topology(
         output = runner(list(AMD_SMI_PARTITION_QUERY))
         gpus = _with_modes(gpus, parse_amd_smi_partitions(output) if output else {})
     return {"source": source, "gpus": [gpu.to_dict() for gpu in gpus]}
+
+
+# The modes of an MI300-class GPU: compute (accelerator) partitions, and memory (NUMA per socket)
+# partitions (AMD SMI's partition guide; the amdgpu driver's current_compute_partition and
+# current_memory_partition files). Which combinations a GPU accepts depends on its ASIC and
+# firmware (MI300X: CPX with NPS1 or NPS4; the rest with NPS1).
+COMPUTE_MODES = ("SPX", "DPX", "TPX", "QPX", "CPX")
+MEMORY_MODES = ("NPS1", "NPS2", "NPS4", "NPS8")
+
+
+def _summary(values: list[str | None]) -> str | None:
+    known = sorted({value for value in values if value})
+    return "+".join(known) if known else None  # GPUs in different modes: "CPX+SPX"
+
+
+def partition_modes(
+    topology: dict[str, Any] | None, gpus: tuple[int, ...] = ()
+) -> tuple[str | None, str | None]:
+    """(compute, memory) mode of the GPUs used (`gpus`; all when empty), e.g. ("CPX", "NPS4").
+
+    None where no GPU's mode could be read; GPUs in different modes give "CPX+SPX".
+    """
+    nodes = [n for n in (topology or {}).get("gpus") or [] if isinstance(n, dict)]
+    if gpus:
+        nodes = [n for n in nodes if n.get("index") in gpus]
+    return (
+        _summary([n.get("compute_partition") for n in nodes]),
+        _summary([n.get("memory_partition") for n in nodes]),
+    )
+
+
+def partition_label(compute: str | None, memory: str | None) -> str | None:
+    """The record's `partition`: "cpx/nps4", "spx" (memory mode unknown), None (neither known)."""
+    parts = [mode.lower() for mode in (compute, memory) if mode]
+    return "/".join(parts) if parts else None
+
+
+def topology_partition(topology: dict[str, Any] | None) -> str | None:
+    """partition_label of every GPU in a gpu_topology (provenance's), e.g. "cpx/nps4"."""
+    return partition_label(*partition_modes(topology))

@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from typing import Any
 
 from runner.errors import PlanError, PreflightError
+from runner.vendors.amd_topology import (
+    COMPUTE_MODES,
+    MEMORY_MODES,
+    partition_label,
+    partition_modes,
+)
 from runner.vendors.base import VendorProfile
 from runner.vendors.registry import numbering_tools
 
@@ -88,3 +95,68 @@ def check_host(
                 f"{path} does not exist on this host: --gpus {','.join(map(str, gpus)) or 'all'} "
                 f"needs it for its {profile.name} GPUs: check the ids against the vendor's tool"
             )
+
+
+class PartitionMismatch(PlanError):
+    """The GPUs are not in the partition mode `--partition` expects (exit 2, nothing started)."""
+
+
+def parse_partition(text: str) -> str:
+    """`--partition cpx`, `cpx/nps4` or `nps4` as the record spells it (lower case)."""
+    compute: str | None = None
+    memory: str | None = None
+    for part in (p.strip().upper() for p in text.split("/")):
+        if part in COMPUTE_MODES and compute is None:
+            compute = part
+        elif part in MEMORY_MODES and memory is None:
+            memory = part
+        else:
+            raise PlanError(
+                f"--partition {text!r}: give a compute mode ({', '.join(COMPUTE_MODES).lower()}), "
+                f"a memory mode ({', '.join(MEMORY_MODES).lower()}) or both, as in cpx/nps4"
+            )
+    label = partition_label(compute, memory)
+    assert label is not None  # text.split gives at least one part, each one a mode
+    return label
+
+
+def set_partition_commands(expected: str) -> str:
+    """The amd-smi commands (root; they reset the GPUs) that put a node in `expected`'s modes."""
+    modes = expected.upper().split("/")
+    if modes[-1] == "NPS1":
+        modes.reverse()  # NPS1 before SPX: MI300X leaves NPS4 only for NPS1 (AMD's guide)
+    steps = []  # and CPX before NPS4: MI300X takes NPS4 only in CPX
+    for mode in modes:
+        flag = "--compute-partition" if mode in COMPUTE_MODES else "--memory-partition"
+        steps.append(f"`sudo amd-smi set {flag} {mode}`")
+    return " then ".join(steps)
+
+
+def check_partition(
+    expected: str, topology: dict[str, Any] | None, gpus: tuple[int, ...] = ()
+) -> None:
+    """Refuse GPUs not in the `expected` partition modes ("cpx/nps4"); never change them.
+
+    `topology` is gpu_topology's (the KFD topology, with amd-smi's modes where sysfs has none);
+    `gpus` the ids the run uses (all when empty). Changing a mode needs root and resets the
+    GPUs, which a benchmark must not do to a shared node: the line says how, and nothing starts.
+    """
+    compute, memory = partition_modes(topology, gpus)
+    found = partition_label(compute, memory)
+    want = expected.split("/")
+    have = (found or "").split("/") if found else []
+    missing = [mode for mode in want if mode not in have]
+    if not missing:
+        return
+    which = f"GPUs {','.join(map(str, gpus))}" if gpus else "this node's AMD GPUs"
+    state = (
+        f"{which} are in {found.upper()}"
+        if found
+        else f"the partition mode of {which} could not be read (amd-smi static --partition, "
+        "/sys/class/drm/card*/device/current_compute_partition)"
+    )
+    raise PartitionMismatch(
+        f"--partition {expected}: {state}; bench-run never changes it (root, and it resets "
+        f"the GPUs): when the GPUs are idle run {set_partition_commands(expected)}, "
+        "or drop --partition"
+    )
