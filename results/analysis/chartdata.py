@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import statistics
@@ -129,6 +130,36 @@ def _line_labels(
     return labels
 
 
+def layout_text(record: Record) -> str:
+    """A layout in words: '2xTP4 router, 8 GPUs, cpx/nps4'."""
+    parts = [record.layout + (f" {record.spread}" if record.spread else "")]
+    if record.gpus_used:
+        parts.append(f"{record.gpus_used} GPUs")
+    if record.partition:
+        parts.append(record.partition)
+    return ", ".join(parts)
+
+
+def _layout_labels(
+    keyed: Iterable[tuple[tuple[Any, ...], Record]],
+) -> dict[tuple[Any, ...], str]:
+    """A legend label per line naming its layout; the configuration too where that repeats."""
+    first: dict[tuple[Any, ...], Record] = {}
+    for key, rec in keyed:
+        first.setdefault(key, rec)
+    texts = {key: layout_text(rec) for key, rec in first.items()}
+    repeated = {text for text in texts.values() if list(texts.values()).count(text) > 1}
+    full = _line_labels(first.items())
+    return {
+        key: f"{text} ({full[key]})" if text in repeated else text for key, text in texts.items()
+    }
+
+
+def layouts(records: Iterable[Record]) -> list[str]:
+    """The layouts (2xTP4, 8xTP1) of the serving records, sorted."""
+    return sorted({r.layout for r in records if r.scenario == "serve"})
+
+
 def _common_load(records: Sequence[Record]) -> str:
     loads = {_load_text(r) for r in records}
     return f" ({loads.pop()})" if len(loads) == 1 else ""
@@ -161,9 +192,9 @@ class _Lines:
     run_names: dict[str, str]
 
 
-def _lines(records: Sequence[Record]) -> _Lines:
+def _lines(records: Sequence[Record], by_layout: bool = False) -> _Lines:
     serve = [(_line_key(r), r) for r in records if r.scenario == "serve" and r.qps is not None]
-    labels = _line_labels(serve)
+    labels = _layout_labels(serve) if by_layout else _line_labels(serve)
     # one style per line across every chart of these records, so a configuration keeps its look
     styles = {key: i for i, key in enumerate(sorted(labels, key=lambda k: labels[k]))}
     run_names = short_run_ids([r.run_id for _, r in serve])
@@ -345,6 +376,22 @@ def _tradeoff_chart(lines: _Lines, latency: str, throughput: str) -> Chart:
     )
 
 
+def layout_chart(
+    records: Sequence[Record], latency: str, throughput: str = "output_throughput"
+) -> Chart:
+    """Total throughput (every replica's) vs latency, one curve per layout of the GPUs.
+
+    Where 2xTP4 and 8xTP1 serve the same model on the same 8 GPUs, the curve higher up at
+    the latency one can accept is the layout to deploy.
+    """
+    chart = _tradeoff_chart(_lines(records, by_layout=True), latency, throughput)
+    return dataclasses.replace(
+        chart,
+        name=f"layouts-{chart.name}",
+        title=f"{chart.title} per layout (replicas x TP; total over replicas)",
+    )
+
+
 def resolve_metric(name: str, stat: str) -> str:
     """'tpot' + 'p99' -> 'tpot_p99_ms'; a full normalised name is checked and kept."""
     if not _STAT.match(stat):
@@ -366,10 +413,13 @@ def serving_charts(
     latency: str = "tpot",
     throughput: str = "output_throughput",
 ) -> list[Chart]:
-    """The source documents' charts (each metric vs QPS) and throughput vs latency."""
+    """The source documents' charts (each metric vs QPS) and throughput vs latency; where the
+    records hold several layouts (2xTP4, 8xTP1), total throughput vs latency per layout."""
     names = [resolve_metric(m, stat) for m in metrics]
     x_name, y_name = resolve_metric(latency, stat), resolve_metric(throughput, stat)
     lines = _lines(records)
     charts = [_qps_chart(lines, name) for name in names]
     charts.append(_tradeoff_chart(lines, x_name, y_name))
+    if len(layouts(records)) > 1:  # replicas x TP compared: one curve per layout
+        charts.append(layout_chart(records, x_name, y_name))
     return charts

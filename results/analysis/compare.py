@@ -42,6 +42,9 @@ _CONFIG_FIELDS = (
     "kv_cache_dtype",
     "tp",
     "engine_args",
+    "replicas",
+    "spread",
+    "partition",
 )
 
 

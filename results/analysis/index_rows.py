@@ -37,6 +37,7 @@ def record_row(name: str, seq: int, record: Record) -> Row:
 def record_json(record: Record) -> str:
     """json.dumps(record.to_dict()) without asdict's deep copy, by msgspec (faster still)."""
     data = {name: getattr(record, name) for name in _FIELDS}
+    data["layout"], data["gpus_used"] = record.layout, record.gpus_used  # as to_dict adds them
     if record.qps is not None and math.isinf(record.qps):
         data["qps"] = "inf"
     # msgspec writes NaN and infinity as null: json writes them as json.loads reads them back.

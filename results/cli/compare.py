@@ -10,6 +10,7 @@ import click
 from results.analysis.axis import axis_pairs
 from results.analysis.compare import compare, parse_metrics
 from results.analysis.comparison import Comparison
+from results.analysis.layouts import layout_pairs, pair_heading
 from results.analysis.query import Filter, load_records
 from results.analysis.sides import load_sides
 from results.cli.common import ROOT_ENV, default_root, sweep_scope, warn
@@ -49,7 +50,9 @@ from results.render.comparison import FORMATS, format_comparison, gate_lines
     "--axis",
     metavar="KEY",
     help="With --sweep: BASELINE and CANDIDATE are two values of this matrix axis "
-    "(--axis tp 1 2); each pair of configurations that differ only in it is compared.",
+    "(--axis tp 1 2); each pair of configurations that differ only in it is compared. "
+    "--axis layout 2xTP4 8xTP1 (with or without --sweep): two layouts of the GPUs, "
+    "replicas x TP, each configuration run at both.",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
@@ -81,10 +84,16 @@ def compare_command(
     Within a sweep: --sweep DIR --axis KEY VALUE_A VALUE_B compares VALUE_B (candidate) with
     VALUE_A (baseline) of the matrix axis KEY, once per pair of configurations that differ
     only in KEY (e.g. --axis tp 1 2 under each quantization).
+
+    \b
+    Layouts of a node's GPUs: --axis layout 2xTP4 8xTP1 compares 8 TP=1 replicas with 2 TP=4
+    replicas (replicas x TP), once per configuration run at both, over --root or --sweep.
     """
     # a ResultsError ends as one `error:` line and exit status 1 (the group, results.cli.common)
     names = parse_metrics(metrics)
-    if axis is not None:
+    if axis is not None and axis.strip().lower() == "layout":
+        comparisons = _layout_comparisons(sweep, root, (baseline, candidate), where, strict, names)
+    elif axis is not None:
         if sweep is None:
             raise click.UsageError("--axis compares within a sweep: give --sweep DIR too")
         comparisons = _axis_comparisons(sweep, axis, baseline, candidate, where, strict, names)
@@ -121,6 +130,28 @@ def _axis_comparisons(
             compare(*pair.sides, metrics=names),
         )
         for pair in pairs
+    ]
+
+
+def _layout_comparisons(
+    sweep: Path | None,
+    root: Path | None,
+    layouts: tuple[str, str],
+    where: tuple[str, ...],
+    strict: bool,
+    names: tuple[str, ...] | None,
+) -> list[tuple[str, Comparison]]:
+    """Two layouts (2xTP4, 8xTP1) of each configuration under the root (or --sweep DIR)."""
+    paths, where = sweep_scope(sweep, (), where)
+    records = load_records(
+        list(paths or (root or default_root(),)),
+        strict=strict,
+        warn=warn,
+        where=Filter.parse(where),
+    )
+    return [
+        (pair_heading(pair, layouts), compare(*pair.sides, metrics=names))
+        for pair in layout_pairs(records, layouts)
     ]
 
 

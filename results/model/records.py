@@ -66,6 +66,13 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _replicas(run: dict[str, Any]) -> dict[str, Any]:
+    """run.json's replicas ({"count", "spread", "sets"}): absent in a run of one server."""
+    found = _section(run, "replicas")
+    count = as_int(found.get("count"))
+    return {"replicas": count if count and count > 0 else 1, "spread": _str(found.get("spread"))}
+
+
 def _run_context(rundir: RunDir) -> dict[str, Any]:
     """The Record fields every point of the run shares."""
     run, prov = rundir.run, rundir.provenance
@@ -100,6 +107,8 @@ def _run_context(rundir: RunDir) -> dict[str, Any]:
         "engine_args": tuple(str(a) for a in extra_args) if isinstance(extra_args, list) else (),
         "input_len": as_int(run.get("input_len")),
         "output_len": as_int(run.get("output_len")),
+        **_replicas(run),
+        "partition": _str(prov.get("partition")),  # AMD: the GPUs' modes, "cpx/nps4"
         "provenance": {
             "tool_version": tool.get("version"),
             "git_commit": tool.get("git_commit"),

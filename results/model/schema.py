@@ -93,6 +93,10 @@ def percentile_stat(value: float | str) -> str:
     return f"p{int(number)}" if number.is_integer() else f"p{number:g}"
 
 
+# what to_dict adds to the fields, worked out from them
+DERIVED_FIELDS = ("layout", "gpus_used")
+
+
 @dataclass(frozen=True)
 class Record:
     """One point of one run, flat and self-describing (schema version SCHEMA_VERSION).
@@ -121,6 +125,11 @@ class Record:
     kv_cache_dtype: str | None = None
     tp: int | None = None
     engine_args: tuple[str, ...] = ()
+    # --replicas: servers on disjoint GPU sets (run.json's replicas; absent: one) and how the
+    # load was spread over them (router, dp, clients); AMD's partition modes ("cpx/nps4")
+    replicas: int = 1
+    spread: str | None = None
+    partition: str | None = None
     qps: float | None = None
     max_concurrency: int | None = None
     input_len: int | None = None
@@ -175,15 +184,25 @@ class Record:
 
     @property
     def gpus_used(self) -> int | None:
-        """GPUs the engine spans (tensor x pipeline x data parallel); None on the CPU."""
+        """GPUs the servers span (replicas x tensor x pipeline x data parallel); None on the CPU.
+
+        A data-parallel --engine-arg already counts the replicas of --spread dp.
+        """
         if not self.gpu_count:
             return None
         used = self.tp or 1
+        data_parallel = False
         for flag in ("--pipeline-parallel-size", "-pp", "--data-parallel-size", "-dp"):
             value = _flag_value(self.engine_args, flag)
             if value is not None and value.isdigit():
                 used *= int(value)
-        return used
+                data_parallel = data_parallel or flag in ("--data-parallel-size", "-dp")
+        return used if data_parallel else used * max(self.replicas, 1)
+
+    @property
+    def layout(self) -> str:
+        """How the GPUs are used: replicas x tensor-parallel size, "2xTP4", "8xTP1", "1xTP8"."""
+        return f"{max(self.replicas, 1)}xTP{self.tp or 1}"
 
     @property
     def config_label(self) -> str:
@@ -191,12 +210,16 @@ class Record:
         parts = [self.model.rstrip("/").rsplit("/", 1)[-1] or "?", self.precision]
         if self.kv_cache_dtype and self.kv_cache_dtype != "auto":
             parts.append(f"kv-{self.kv_cache_dtype}")
-        if self.tp and self.tp > 1:
+        if self.replicas > 1:
+            parts.append(self.layout + (f" {self.spread}" if self.spread else ""))
+        elif self.tp and self.tp > 1:
             parts.append(f"tp{self.tp}")
         parts += list(self.engine_args)
         hardware = self.gpu_model or ("cpu" if self.vendor == "cpu" else self.vendor)
         if self.gpu_count:
             hardware = f"{self.gpus_used}x {hardware}"
+        if self.partition:
+            hardware += f" {self.partition}"
         return f"{' '.join(parts)} @ {hardware}"
 
     @property
@@ -213,6 +236,9 @@ class Record:
             self.kv_cache_dtype,
             self.tp,
             self.engine_args,
+            self.replicas,
+            self.spread,
+            self.partition,
         )
 
     @property
@@ -249,19 +275,22 @@ class Record:
         data["reasons"] = list(self.reasons)
         data["warnings"] = list(self.warnings)
         data["engine_args"] = list(self.engine_args)
+        # derived, for readers of the JSON: from_dict drops them
+        data["layout"] = self.layout
+        data["gpus_used"] = self.gpus_used
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         """The inverse of to_dict; unknown keys are refused so a newer schema is noticed."""
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) | set(DERIVED_FIELDS)
         unknown = set(data) - known
         if unknown:
             raise ResultsError(
                 f"record has fields this version does not know ({', '.join(sorted(unknown))}): "
                 "upgrade vllm-bench-images"
             )
-        values = dict(data)
+        values = {k: v for k, v in data.items() if k not in DERIVED_FIELDS}
         qps = values.get("qps")
         values["qps"] = math.inf if qps == "inf" else qps
         for key in ("reasons", "warnings", "engine_args"):
