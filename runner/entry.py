@@ -278,15 +278,59 @@ def prepare_many(
     executor = make_executor(first, name, image, host, on_image_event)
     plan = resolve_plan(plan, model_fetch(first), host.hub, dry_run=first.dry_run, note=note)
     plan = label_plan(plan, note)  # the checkpoint's quantization, once the model is local
+    _say_translations(parts, note)
+    return Prepared(plan, executor, name, why + image_note if why else image_note.lstrip(", "))
+
+
+def _say_translations(parts: Sequence[_RunParts], note: Note) -> None:
+    """The engine flags current vLLM renamed or dropped, each said once (nothing left to refuse)."""
     said: set[str] = set()
     for part in parts:
-        for done in part.engine.translated:  # said once nothing is left to refuse
+        for done in part.engine.translated:
             passed = f"passing {done.passed}" if done.passed else "dropped"
             line = f"note: --engine-arg {done.asked}: {passed}: {done.reason}"
             if line not in said:
                 said.add(line)
                 note(line)
-    return Prepared(plan, executor, name, why + image_note if why else image_note.lstrip(", "))
+
+
+def cluster_plan(
+    requests: Sequence[RunRequest],
+    *,
+    run_ids: Sequence[str] | None = None,
+    note: Note | None = None,
+) -> tuple[Plan, str]:
+    """The plan a cluster runs, and the image choice (a catalog variant or a reference).
+
+    Validated as prepare_many() validates it, but nothing is asked of an engine, a cluster or
+    the hub: a hub model stays a repo id (the pod downloads it), a local one stays a path (the
+    manifests refuse it unless it lies on the model PVC).
+    """
+    for request in requests:
+        request.check()
+        if getattr(request, "replicas", "1") != "1" or getattr(request, "spread", None):
+            raise PlanError("--replicas and --spread run on this host only: drop them for k8s")
+        if request.revision or request.hf_include:
+            raise PlanError(
+                "--revision and --hf-include choose files of a download here; in a pod vLLM "
+                "downloads the hub model itself: drop them (--engine-arg revision=REV pins one)"
+            )
+    parts = [_run_parts(request) for request in requests]
+    note = note or _quiet
+    image, image_note = _image_for(requests[0], parts[0].vendor, "k8s")
+    assert image is not None  # every container run has an image
+    ids = run_ids or [make_run_id(p.model, p.vendor, p.engine) for p in parts]
+    plan = Plan(
+        runs=tuple(
+            _build_run(request, part, image, run_id)
+            for request, part, run_id in zip(requests, parts, ids, strict=True)
+        )
+    )
+    plan = label_plan(plan, note)  # a local model's checkpoint quantization (no download)
+    if image_note:
+        note(image_note.lstrip(", "))
+    _say_translations(parts, note)
+    return plan, image
 
 
 def _quiet(text: str) -> None:

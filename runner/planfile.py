@@ -20,6 +20,10 @@ WHOLE_PLAN = frozenset((
     "vendor", "executor", "pull", "gpus", "cpus", "shm_size", "privileged", "keep", "base_image",
     "wheelhouse", "pip_extra_index_url", "image", "out_dir", "vllm_path", "host", "port",
     "dry_run", "revision", "hf_include", "hf_exclude", "no_download",
+    # Kubernetes: one cluster side for the sweep (gpu_product may vary: a Job per product)
+    "namespace", "sweep_id", "node_selector", "toleration", "model_pvc", "model_pvc_root",
+    "hf_token_secret", "parallel", "supplemental_group", "active_deadline", "ttl_after_finished",
+    "backoff_per_index", "max_failed_indexes", "hold_s",
 ))  # fmt: skip
 _FIELDS = {f.name: str(f.type) for f in fields(RunRequest)}
 

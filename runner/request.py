@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from runner.agent.pod_contract import DEFAULT_HOLD_S
 from runner.errors import PlanError
 from runner.models import DEFAULT_EXCLUDE
 
@@ -97,6 +98,23 @@ class RunRequest:
     strict_host: bool = False
     # AMD: the partition modes the GPUs must be in ("cpx", "cpx/nps4"); checked, never set
     partition: str | None = None
+    # Kubernetes (bench-run manifests; runner/executors/render/k8s.py): the whole plan's but
+    # gpu_product, which a plan matrix may vary
+    namespace: str = "default"
+    sweep_id: str | None = None
+    node_selector: tuple[str, ...] = ()
+    gpu_product: str | None = None
+    toleration: tuple[str, ...] = ()
+    model_pvc: str | None = None
+    model_pvc_root: Path | None = None
+    hf_token_secret: str | None = None
+    parallel: int = 1
+    supplemental_group: tuple[str, ...] = ()
+    active_deadline: int | None = None
+    ttl_after_finished: int = 86400
+    backoff_per_index: int = 1
+    max_failed_indexes: int | None = None
+    hold_s: int = DEFAULT_HOLD_S
     dry_run: bool = False
 
     @classmethod

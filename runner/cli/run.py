@@ -16,6 +16,7 @@ from results.model.records import records_from_run
 from results.model.rundir import load_run
 from results.render.formats import render_table
 from runner.cli import sweep as sweeps
+from runner.cli.k8s_options import k8s_options
 from runner.entry import HostSettings, prepare
 from runner.errors import RunFailed
 from runner.executors.base import Executor, RunOutcome
@@ -271,6 +272,7 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     help="AMD: the compute and memory partition modes the GPUs must be in (cpx, cpx/nps4, "
     "spx/nps1): checked before anything starts, never changed (amd-smi set needs root)",
 )
+@k8s_options
 @click.option(
     "--dry-run",
     is_flag=True,
