@@ -23,6 +23,7 @@ from runner.executors.docker_transport import DockerTransport
 from runner.executors.render.docker_cli import docker_run_line
 from runner.executors.supervisor import Supervisor
 from runner.images import docker_ops
+from runner.images.modes import mode_for_run
 from runner.images.tuning import Tuning, run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, git_commit
 from runner.plan import Plan, Run
@@ -168,7 +169,8 @@ class DockerExecutor:
 
     def tuning(self, run: Run) -> Tuning:
         """The vendor tuning the run gets at run time: its catalog variant's, or the default's."""
-        return run_tuning(run.vendor, run.image or self.settings.image)
+        mode = mode_for_run(run.expect_partition, run.engine.tp)  # cpx: TP=1 partitions
+        return run_tuning(run.vendor, run.image or self.settings.image, mode=mode)
 
     def preflight(self, plan: Plan, note: Callable[[str], None] | None = None) -> list[str]:
         for run in plan.runs:

@@ -18,7 +18,8 @@ from runner.agent.util import redact_argv, redact_env, secret_values
 from runner.errors import PreflightError
 from runner.executors.base import Event, EventSink, RunOutcome
 from runner.executors.supervisor import Supervisor
-from runner.images.tuning import run_tuning, tuning_line
+from runner.images.modes import mode_for_run
+from runner.images.tuning import Tuning, run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, git_commit, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_gpus, check_partitions, check_port, find_vllm, free_port
@@ -33,6 +34,11 @@ def local_tunableop_dir(vendor: str, environ: Mapping[str, str] = os.environ) ->
         return None
     cache = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(cache) / "vllm-bench" / "tunableop")
+
+
+def local_tuning(run: Run) -> Tuning:
+    """The vendor default image's tuning, in the mode --partition asks for (cpx at TP=1)."""
+    return run_tuning(run.vendor, None, mode=mode_for_run(run.expect_partition, run.engine.tp))
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class LocalExecutor:
             deadlines=self.settings.deadlines,
             executor={"name": self.name, "agent_python": sys.executable},
             commit=self._commit,
-            tuned_env=run_tuning(run.vendor, None).env,  # the vendor's image gets the same
+            tuned_env=local_tuning(run).env,  # the vendor's image gets the same
             tunableop_dir=local_tunableop_dir(run.vendor),
         )
 
@@ -101,7 +107,7 @@ class LocalExecutor:
             env = vendor_env(run)
             secrets = secret_values({**os.environ, **env})
             lines.append(f"# run {run.run_id} -> {self.settings.out_root / run.run_id}")
-            lines.append(tuning_line(run_tuning(run.vendor, None)))
+            lines.append(tuning_line(local_tuning(run)))
             lines.append("# environment added to every command (besides the inherited one):")
             lines += [f"export {k}={shlex.quote(v)}" for k, v in redact_env(env, secrets).items()]
             if job.server is not None:

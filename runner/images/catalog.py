@@ -122,6 +122,10 @@ class Variant:
     pip_extra_index_url: str | None = None
     extra_index_required: bool = False
     path: Path | None = field(default=None, compare=False)
+    # A partition mode applied to the catalog entry (runner/images/modes.py: "cpx"), and what
+    # it changed, one line each, for the Dockerfile's comments
+    mode: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -181,6 +185,12 @@ class Variant:
                 f"vllm_version {version} does not match the tag of {self.image}: "
                 "a prebuilt image must be pinned to the vLLM version it ships"
             )
+
+    @property
+    def catalog_name(self) -> str:
+        """The catalog entry (images/NAME.yaml) this variant comes from, without its mode."""
+        suffix = f"-{self.mode}" if self.mode else ""
+        return self.name[: -len(suffix)] if suffix and self.name.endswith(suffix) else self.name
 
     @property
     def env_dict(self) -> dict[str, str]:

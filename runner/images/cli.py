@@ -22,7 +22,8 @@ from results.errors import UserError
 from runner import __version__
 from runner.errors import BenchError
 from runner.images import docker_ops, registry
-from runner.images.catalog import Catalog, load_catalog
+from runner.images.catalog import Catalog, Variant, load_catalog
+from runner.images.modes import MODES, apply_mode
 from runner.images.render import render_to_dir
 
 
@@ -34,6 +35,23 @@ class ImagesGroup(OneLineGroup):
 
 def _catalog() -> Catalog:
     return load_catalog()
+
+
+_MODE_HELP = (
+    f"a partition mode ({', '.join(MODES)}): the variant as that mode changes it (VARIANT-MODE), "
+    "each change with its reason"
+)
+
+
+def _variant(name: str, mode: str | None) -> Variant:
+    """The catalog variant, in `mode` when one is given; the mode's changes go to stderr."""
+    chosen = _catalog().variant(name)
+    if mode is None:
+        return chosen
+    moded = apply_mode(chosen, mode)
+    for line in moded.notes:
+        click.echo(f"mode {moded.mode}: {line}", err=True)
+    return moded
 
 
 class _PullProgress:
@@ -115,9 +133,15 @@ def list_variants() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="where the build context goes (default: build/VARIANT)",
 )
-def render(variant: str, out_dir: Path | None) -> None:
-    """Write VARIANT's Dockerfile and its whole build context to a directory."""
-    chosen = _catalog().variant(variant)
+@click.option("--mode", type=click.Choice(tuple(MODES), case_sensitive=False), help=_MODE_HELP)
+def render(variant: str, out_dir: Path | None, mode: str | None) -> None:
+    """Write VARIANT's Dockerfile and its whole build context to a directory.
+
+    \b
+    --mode cpx: the ROCm variant for TP=1 servers on AMD CPX partitions (bench-images render
+    rocm-vllm-openai --mode cpx), what it changes listed with its reasons.
+    """
+    chosen = _variant(variant, mode)
     path = render_to_dir(chosen, out_dir or Path("build") / chosen.name)
     if chosen.source == "wheelhouse":
         click.echo(
@@ -141,16 +165,18 @@ def render(variant: str, out_dir: Path | None) -> None:
     help="the image's tag (default: vllm-bench/VARIANT:VLLM_VERSION, plus -base-HASH with --base)",
 )
 @click.option("--pip-extra-index-url", help="a wheel index beside PyPI (pip variants)")
+@click.option("--mode", type=click.Choice(tuple(MODES), case_sensitive=False), help=_MODE_HELP)
 def build(
     variant: str,
     base: str | None,
     wheelhouse: Path | None,
     tag: str | None,
     pip_extra_index_url: str | None,
+    mode: str | None,
 ) -> None:
     """Build VARIANT through the Docker engine; progress on stderr, the image tag on stdout."""
     request = docker_ops.plan_build(
-        _catalog().variant(variant),
+        _variant(variant, mode),
         base=base,
         wheelhouse=wheelhouse,
         tag=tag,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runner.images.catalog import Catalog, load_catalog
+from runner.images.modes import apply_mode
 from runner.vendors import profile_for
 
 
@@ -16,13 +17,20 @@ class Tuning:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def run_tuning(vendor: str, image: str | None, catalog: Catalog | None = None) -> Tuning:
+def run_tuning(
+    vendor: str, image: str | None, catalog: Catalog | None = None, mode: str | None = None
+) -> Tuning:
     """The tuning of `image` when it is one of the vendor's catalog variants, else the vendor's
-    default variant's: an outside image (or this host's vLLM) gets the same vendor tuning."""
+    default variant's: an outside image (or this host's vLLM) gets the same vendor tuning.
+
+    `mode` (runner/images/modes.py, e.g. cpx for TP=1 servers on CPX partitions) changes it as
+    the mode says."""
     catalog = catalog if catalog is not None else load_catalog()
     for name in (image, profile_for(vendor).default_image):
         variant = catalog.get(name) if name is not None else None
         if variant is not None and variant.vendor == vendor:
+            if mode is not None:
+                variant = apply_mode(variant, mode)
             return Tuning(variant.name, variant.run_env)
     return Tuning()
 
