@@ -244,7 +244,11 @@ def _mode(value: Any) -> str | None:
 
 
 def parse_amd_smi_partitions(text: str) -> dict[str, tuple[str | None, str | None]]:
-    """Parse `amd-smi static --bus --partition --json`: domain:bus:device -> (compute, memory)."""
+    """Parse `amd-smi static --bus --partition --json`: domain:bus:device -> (compute, memory).
+
+    The compute mode is `compute_partition` in amd-smi of ROCm 6.3 and before, and
+    `accelerator_partition` since (ROCm/amdsmi amdsmi_cli/amdsmi_commands.py, static).
+    """
     modes: dict[str, tuple[str | None, str | None]] = {}
     for item in _items(text):
         bus, part = item.get("bus"), item.get("partition")
@@ -253,7 +257,8 @@ def parse_amd_smi_partitions(text: str) -> dict[str, tuple[str | None, str | Non
         key = _physical(str(bus.get("bdf") or "") or None)
         if key is None:
             continue
-        compute, memory = _mode(part.get("compute_partition")), _mode(part.get("memory_partition"))
+        compute = _mode(part.get("accelerator_partition") or part.get("compute_partition"))
+        memory = _mode(part.get("memory_partition"))
         if compute or memory:
             modes[key] = (compute, memory)
     return modes

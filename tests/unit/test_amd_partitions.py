@@ -56,6 +56,12 @@ def test_cpx_detected_from_recorded_amd_smi_output(tmp_path: Path) -> None:
     assert [g["partition"] for g in found["gpus"][:9]] == [0, 1, 2, 3, 4, 5, 6, 7, 0]
 
 
+def test_cpx_detected_from_newer_amd_smi_output(tmp_path: Path) -> None:
+    # ROCm 6.4+: {"gpu_data": [...]}, and accelerator_partition for compute_partition
+    found = amd_gpu_topology(cpx_node(tmp_path), amd_smi("static-partition-cpx-rocm7.json"))
+    assert found is not None and topology_partition(found) == "cpx/nps4"
+
+
 def test_spx_detected_from_recorded_amd_smi_output(tmp_path: Path) -> None:
     root = build(tmp_path, Host(gpus=8, partitions=1, compute=None, memory=None))
     found = amd_gpu_topology(root, amd_smi("static-partition-spx.json"))
