@@ -261,6 +261,11 @@ def prepare_many(
     The executor, its image and the hub options come from the first request: a plan file
     keeps them the same for every configuration. `run_ids` name the runs (default: made).
     """
+    if requests[0].executor == "k8s":
+        # Imported here: the kubernetes client is an optional extra, and k8s imports this module.
+        from runner.executors.k8s import prepare_k8s  # noqa: PLC0415
+
+        return prepare_k8s(requests, host.environ, run_ids=run_ids, note=note)
     for request in requests:
         request.check()
     parts = [_run_parts(request) for request in requests]

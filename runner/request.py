@@ -11,7 +11,7 @@ from runner.agent.pod_contract import DEFAULT_HOLD_S
 from runner.errors import PlanError
 from runner.models import DEFAULT_EXCLUDE
 
-EXECUTORS = ("auto", "local", "docker")
+EXECUTORS = ("auto", "local", "docker", "k8s")
 # Flags that only mean something for a container; with --executor auto they choose docker.
 CONTAINER_FLAGS = (
     "image", "gpus", "cpus", "shm_size", "privileged", "keep",
@@ -115,6 +115,10 @@ class RunRequest:
     backoff_per_index: int = 1
     max_failed_indexes: int | None = None
     hold_s: int = DEFAULT_HOLD_S
+    # Kubernetes, bench-run's side (runner/executors/k8s.py): reaching and following a cluster
+    context: str | None = None  # the kubeconfig context (default: the current one)
+    detach: bool = False  # submit and return; `bench-run k8s status|collect|cancel` later
+    pending_timeout: float = 600.0  # seconds a pod may stay Pending for a reason before failing
     dry_run: bool = False
 
     @classmethod

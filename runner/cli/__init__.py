@@ -9,6 +9,7 @@ import click
 from results.cli.common import OneLineGroup
 from results.errors import UserError
 from runner import __version__
+from runner.cli.k8s import k8s
 from runner.cli.manifests import manifests
 from runner.cli.run import run
 from runner.errors import BenchError
@@ -53,3 +54,4 @@ def cleanup(dry_run: bool) -> None:
 
 main.add_command(run)
 main.add_command(manifests)
+main.add_command(k8s)

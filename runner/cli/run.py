@@ -16,6 +16,7 @@ from results.model.records import records_from_run
 from results.model.rundir import load_run
 from results.render.formats import render_table
 from runner.cli import sweep as sweeps
+from runner.cli.k8s import k8s_run_options
 from runner.cli.k8s_options import k8s_options
 from runner.entry import HostSettings, prepare
 from runner.errors import RunFailed
@@ -206,8 +207,9 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     default="auto",
     show_default=True,
     envvar="BENCH_EXECUTOR",
-    help="where vLLM runs: docker, local (this host's vllm), or auto: docker when --image is "
-    "given or a Docker engine answers, else local  [env: BENCH_EXECUTOR]",
+    help="where vLLM runs: docker, local (this host's vllm), k8s (Indexed Jobs in a cluster), "
+    "or auto: docker when --image is given or a Docker engine answers, else local  "
+    "[env: BENCH_EXECUTOR]",
 )
 @click.option(
     "--pull", default="missing", show_default=True, help="docker: always, missing or never"
@@ -273,6 +275,7 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     "spx/nps1): checked before anything starts, never changed (amd-smi set needs root)",
 )
 @k8s_options
+@k8s_run_options
 @click.option(
     "--dry-run",
     is_flag=True,

@@ -140,6 +140,9 @@ def _run_sweep(
         reporter.close()
     for warning in warnings:
         reporter.note(f"warning: {warning}", "yellow")
+    if executor.name == "k8s":  # one Indexed Job: every configuration is submitted at once
+        _run_sweep_at_once(prepared, sweep_dir, record, indexes, ends, reporter)
+        return
     outcomes: list[RunOutcome] = []
     for run, index in zip(prepared.plan.runs, indexes, strict=True):
         entry = record["configurations"][index - 1]
@@ -155,6 +158,36 @@ def _run_sweep(
             outcomes.append(outcome)
         if outcome is None or outcome.exit_code == EXIT_INTERRUPTED:
             break
+    show_results(outcomes)
+    _end(sweep_dir, record)
+
+
+def _run_sweep_at_once(
+    prepared: Prepared,
+    sweep_dir: Path,
+    record: dict[str, Any],
+    indexes: Sequence[int],
+    ends: tuple[Execute, Show],
+    reporter: ConsoleReporter,
+) -> None:
+    """A sweep whose executor runs the whole plan in one submission (Kubernetes)."""
+    execute_plan, show_results = ends
+    entries = {}
+    for run, index in zip(prepared.plan.runs, indexes, strict=True):
+        entry = record["configurations"][index - 1]
+        entry["state"] = RUNNING
+        entry["runs"].append({"run_id": run.run_id, "points": [p.id for p in run.points()]})
+        entries[run.run_id] = entry
+    write_sweep(sweep_dir, record)  # before: a detached or killed bench-run leaves it `running`
+    outcomes = execute_plan(prepared.executor, prepared.plan, reporter)
+    if not outcomes:  # detached: `bench-run k8s collect` settles the states
+        click.echo(f"sweep {sweep_dir} submitted: bench-run k8s status {sweep_dir}", err=True)
+        return
+    for outcome in outcomes:
+        entry = entries[outcome.run_id]
+        entry["state"] = _state(outcome)
+        entry["runs"][-1]["ok_points"] = _ok(outcome)
+    write_sweep(sweep_dir, record)
     show_results(outcomes)
     _end(sweep_dir, record)
 
