@@ -16,7 +16,7 @@ GPU_COLUMNS = ("index", "name", "vendor", "driver", "memory_mib", "bus_id", "uui
 _SHOWN = {
     "format", "run_id", "tool", "executor", "vendor", "host", "gpus", "gpu_model", "gpu_count",
     "driver", "agent_python", "vllm_version", "packages", "commands", "env", "started",
-    "finished", "container", "summary",
+    "finished", "container", "summary", "partition",
 }  # fmt: skip
 
 Pairs = list[tuple[str, object]]
@@ -80,6 +80,7 @@ def _software(prov: Mapping[str, Any]) -> Pairs:
         ("CPU", f"{host.get('cpu_model') or '-'} x {host.get('cpu_count') or '-'}"),
         ("memory (GiB)", host.get("memory_gib")),
         ("GPU driver", prov.get("driver")),
+        *([("GPU partition modes", prov["partition"])] if prov.get("partition") else []),
         ("started", prov.get("started")),
         ("finished", prov.get("finished")),
     ]

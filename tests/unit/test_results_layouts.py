@@ -195,3 +195,4 @@ def test_the_report_draws_the_layout_chart(root: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert "per layout" in page and "8xTP1 clients, 8 GPUs, cpx/nps4" in page
+    assert "GPU partition modes" in page  # the CPX run's provenance
