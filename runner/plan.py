@@ -8,7 +8,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -317,8 +317,8 @@ class Run:
         data: dict[str, Any] = {
             "run_id": self.run_id,
             "vendor": self.vendor,
-            "model": asdict(self.model),
-            "engine": asdict(self.engine),
+            "model": _data(self.model),
+            "engine": _data(self.engine),
             "scenarios": list(self.scenarios),
             **{name: _plain(params) for name, params in self.params.items()},
             "input_len": self.input_len,
@@ -338,18 +338,39 @@ class Run:
         return data
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _data(value: Any) -> Any:
+    """dataclasses.asdict's result without its deep copies (a plan's values are immutable):
+    run.json is made for every run of a plan, by the thousand."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: _data(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_data(item) for item in value)
+    if isinstance(value, dict):
+        return {_data(key): _data(item) for key, item in value.items()}
+    return value
+
+
 def _plain(params: object) -> dict[str, Any]:
     """A dataclass as strict JSON: an infinite rate (qps, a list of them) becomes 'inf'."""
     assert is_dataclass(params) and not isinstance(params, type)
-    return {key: _no_inf(value) for key, value in asdict(params).items()}
+    return {name: _no_inf(getattr(params, name)) for name in _field_names(type(params))}
 
 
 def _no_inf(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int)):
+        return value
     if isinstance(value, float) and math.isinf(value):
         return format_rate(value)
     if isinstance(value, (list, tuple)):
         return [_no_inf(item) for item in value]
-    return value
+    return _data(value)
 
 
 def make_run_id(

@@ -20,8 +20,9 @@ from typing import Any
 
 from runner.entry import cluster_plan
 from runner.errors import PlanError
-from runner.executors.render.k8s import K8sSettings, parse_selector, render_plan
-from runner.images.catalog import load_catalog
+from runner.executors.render.k8s import K8sSettings, render_plan
+from runner.executors.render.k8s_input import parse_selector
+from runner.images.catalog import Catalog, load_catalog
 from runner.images.resources import agent_sources
 from runner.images.tuning import run_tuning
 from runner.jobs import Deadlines, git_commit
@@ -35,10 +36,10 @@ def default_sweep_id(text: str, now: datetime | None = None) -> str:
     return f"sweep-{stamp}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
-def pod_image(choice: str) -> str:
+def pod_image(choice: str, catalog: Catalog | None = None) -> str:
     """What a pod pulls for --image: a prebuilt catalog variant's own image (the agent and the
     tuning travel in the manifests), or the reference given."""
-    catalog = load_catalog()
+    catalog = catalog if catalog is not None else load_catalog()
     variant = catalog.get(choice)
     if variant is None:
         return choice
@@ -75,12 +76,13 @@ def settings_from_requests(
         if request.gpu_product
     }
     root = first.model_pvc_root
+    catalog = load_catalog()
     return K8sSettings(
         sweep_id=first.sweep_id or sweep_id or default_sweep_id(repr(requests)),
-        image=pod_image(image_choice),
+        image=pod_image(image_choice, catalog),
         namespace=first.namespace,
         agent_files={path: source.read_text("utf-8") for path, source in agent_sources().items()},
-        tuned_env=run_tuning(vendor, image_choice).env,
+        tuned_env=run_tuning(vendor, image_choice, catalog).env,
         pull=first.pull,
         node_selector=tuple(parse_selector(item) for item in first.node_selector),
         gpu_products=products,

@@ -1,0 +1,91 @@
+"""A 10,000-point plan rendered to Kubernetes manifests, timed (the issue's budget: <= 2 s).
+
+    python benchmarks/k8s_render.py [--repeat 5] [--model .cache/tiny-llama]
+
+The plan is plan_scale.py's (1,000 configurations x 10 rates). Times, in this process, the
+library's whole way (read, expand, order, cluster_plan, settings, render_plan, YAML of every
+object, files written), and `bench-run manifests --plan FILE -o DIR` as a user runs it (a new
+process, imports included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from plan_scale import plan_text  # beside this file: its directory is on sys.path
+
+from runner.cli.manifests import write_files
+from runner.executors.k8s_settings import manifests_for
+from runner.executors.render.k8s import manifest_files
+from runner.planfile import expand, read_plan
+from runner.sweep import order, requests_for, run_name
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def k8s_plan(model: Path) -> str:
+    """plan_scale's plan, its model read from a model PVC mounted here at the model's parent."""
+    return plan_text(model) + f"model_pvc: models\nmodel_pvc_root: {model.parent}\n"
+
+
+def in_process(path: Path, out: Path) -> tuple[float, int, int, int, int]:
+    start = time.perf_counter()
+    configurations = list(enumerate(order(expand(read_plan(path), {})), 1))
+    plan, _, objects = manifests_for(
+        requests_for([c for _, c in configurations]),
+        run_ids=[run_name(i, c) for i, c in configurations],
+        sweep_id="sweep-bench",
+    )
+    files = manifest_files(objects)
+    write_files(files, out)
+    seconds = time.perf_counter() - start
+    points = sum(len(run.points()) for run in plan.runs)
+    size = sum(len(text.encode()) for text in files.values())
+    return seconds, len(plan.runs), points, len(objects), size
+
+
+def as_a_user(path: Path, out: Path) -> float:
+    bench_run = Path(sys.executable).with_name("bench-run")
+    start = time.perf_counter()
+    subprocess.run(
+        [str(bench_run), "manifests", "--plan", str(path), "-o", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--model", type=Path, default=ROOT / ".cache" / "tiny-llama")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plan.yaml"
+        path.write_text(k8s_plan(args.model.resolve()), encoding="utf-8")
+        library, users = [], []
+        for n in range(args.repeat):
+            seconds, runs, points, objects, size = in_process(path, Path(tmp) / f"lib-{n}")
+            library.append(seconds)
+            users.append(as_a_user(path, Path(tmp) / f"user-{n}"))
+    print(
+        f"{runs} configurations, {points} points -> {objects} objects, "
+        f"{size / 1e6:.1f} MB of YAML; {args.repeat} runs"
+    )
+    for name, times in (("library (in process)", library), ("bench-run manifests", users)):
+        print(
+            f"{name}: median {statistics.median(times):.3f} s, "
+            f"min {min(times):.3f} s, max {max(times):.3f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
