@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import scenarios as registry
+from runner.agent.pinning import allowed_cpus
 from runner.checkpoint import label_plan
 from runner.engine_flags import draft_model, with_draft_path
 from runner.errors import PlanError
@@ -27,8 +28,9 @@ from runner.plan import (
     parse_engine_args,
     parse_env,
 )
+from runner.replicas import Replicas, plan_replicas
 from runner.request import DEFAULT_OUTPUT_LEN, RunRequest
-from runner.vendors import detect_vendor, parse_gpus, profile_for
+from runner.vendors import detect_vendor, discover, parse_gpus, profile_for
 
 Note = Callable[[str], None]
 
@@ -78,6 +80,10 @@ def choose_executor(request: RunRequest, environ: Mapping[str, str]) -> tuple[st
     if request.executor != "auto":
         return request.executor, ""
     container_flags = request.container_flags()
+    if request.replicas != "1":  # --gpus then names this host's GPUs to split into sets
+        container_flags = [flag for flag in container_flags if flag != "--gpus"]
+        if not container_flags:
+            return "local", "auto: --replicas runs on this host (docker does not start replicas)"
     if container_flags:
         return "docker", f"auto: {', '.join(container_flags)} given"
     if request.vllm_path or request.port is not None:
@@ -97,6 +103,7 @@ class _RunParts:
     params: Mapping[str, object]  # every scenario's, by its name
     scenarios: tuple[str, ...]
     draft: ModelRef | None = None  # --speculative-config's model
+    replicas: Replicas | None = None  # --replicas > 1
 
 
 def _with_draft(engine: EngineConfig) -> tuple[EngineConfig, ModelRef | None]:
@@ -131,7 +138,27 @@ def _run_parts(request: RunRequest) -> _RunParts:
     vendor = request.vendor or detect_vendor()
     profile_for(vendor)  # an unknown vendor: one line naming the known ones
     scenarios = tuple(dict.fromkeys(request.scenario or ("serve",)))
-    return _RunParts(vendor, model, engine, params, scenarios, draft)
+    replicas = _replicas(request, vendor, engine.tp, scenarios)
+    return _RunParts(vendor, model, engine, params, scenarios, draft, replicas)
+
+
+def _replicas(
+    request: RunRequest, vendor: str, tp: int, scenarios: tuple[str, ...]
+) -> Replicas | None:
+    """--replicas and --spread checked against this host's GPUs (or CPUs), before anything."""
+    if request.replicas == "1" and request.spread is None:
+        return None
+    return plan_replicas(
+        replicas=request.replicas,
+        spread=request.spread,
+        tp=tp,
+        vendor=vendor,
+        uses_gpus=profile_for(vendor).uses_gpus,
+        scenarios=scenarios,
+        gpus=parse_gpus(request.gpus) if request.gpus else (),
+        discover=lambda: [gpu.index for gpu in discover(vendor)],
+        cpus=allowed_cpus,
+    )
 
 
 def _build_run(request: RunRequest, parts: _RunParts, image: str | None, run_id: str) -> Run:
@@ -148,6 +175,7 @@ def _build_run(request: RunRequest, parts: _RunParts, image: str | None, run_id:
         env=parse_env(request.env),
         image=image,
         draft_model=parts.draft,
+        replicas=parts.replicas,
         strict_host=request.strict_host,
         expect_partition=request.partition,
     )
@@ -280,6 +308,11 @@ def prepare_many(
             for request, part, run_id in zip(requests, parts, ids, strict=True)
         )
     )
+    if name != "local" and any(part.replicas for part in parts):
+        raise PlanError(
+            f"--replicas runs on this host only for now: --executor {name} does not start "
+            "replicas; use --executor local"
+        )
     executor = make_executor(first, name, image, host, on_image_event)
     plan = resolve_plan(plan, model_fetch(first), host.hub, dry_run=first.dry_run, note=note)
     plan = label_plan(plan, note)  # the checkpoint's quantization, once the model is local

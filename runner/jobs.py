@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,9 @@ from typing import Any
 from runner import __version__, scenarios
 from runner.engine_flags import with_draft_path
 from runner.plan import Point, Run
+from runner.replicas import Replicas
 from runner.rundir import Job, PointJob, ServerJob, raw_result
+from runner.vendors import profile_for
 
 TOOL_NAME = "vllm-bench-images"
 
@@ -72,6 +74,70 @@ def server_argv(
         vllm, "serve", model, "--host", host, "--port", str(port),
         *run.engine.args(random_data=random_data),
     ]  # fmt: skip
+
+
+def extra_ports(replicas: Replicas | None) -> int:
+    """Ports a run needs besides its own: router: each server's and the router's metrics;
+    clients: every server's but the first (which takes the run's port); dp: none."""
+    if replicas is None or replicas.spread == "dp":
+        return 0
+    return replicas.count + 1 if replicas.spread == "router" else replicas.count - 1
+
+
+def _replica_server(
+    run: Run, target: Target, port: int, gpus: tuple[int, ...], extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    profile = profile_for(run.vendor)
+    visible = profile.gpu_env or "CUDA_VISIBLE_DEVICES"  # host ids: the agent runs on the host
+    url = f"http://{target.host}:{port}"
+    return {
+        "argv": [*server_argv(run, target.vllm, target.host, port, target.paths), *extra],
+        "base_url": url,
+        "health_url": f"{url}/health",
+        "metrics_url": f"{url}/metrics",
+        "gpus": list(gpus),
+        "env": {visible: ",".join(str(g) for g in gpus)} if profile.uses_gpus and gpus else {},
+    }
+
+
+def replicas_job(run: Run, target: Target, ports: Sequence[int]) -> dict[str, Any] | None:
+    """The agent's view of --replicas: each server (port, GPUs, environment), the router."""
+    replicas = run.replicas
+    if replicas is None:
+        return None
+    if len(ports) < extra_ports(replicas):
+        raise ValueError(f"{extra_ports(replicas)} ports are needed, {len(ports)} given")
+    spec: dict[str, Any] = {
+        **replicas.to_dict(),
+        "uses_gpus": profile_for(run.vendor).uses_gpus,
+        "router": None,
+    }
+    if replicas.spread == "dp":
+        every = tuple(g for s in replicas.sets for g in s)
+        dp = ("--data-parallel-size", str(replicas.count))
+        spec["servers"] = [_replica_server(run, target, target.port, every, dp)]
+        return spec
+    if replicas.spread == "clients":
+        mine = [target.port, *ports[: replicas.count - 1]]
+        spec["servers"] = [
+            _replica_server(run, target, p, s) for p, s in zip(mine, replicas.sets, strict=True)
+        ]
+        return spec
+    servers = [
+        _replica_server(run, target, p, s)
+        for p, s in zip(ports[: replicas.count], replicas.sets, strict=True)
+    ]
+    spec["servers"] = servers
+    spec["router"] = {
+        "argv": [
+            "vllm-router", "--host", target.host, "--port", str(target.port),
+            "--worker-urls", *(s["base_url"] for s in servers),
+            "--policy", "round_robin",
+            "--prometheus-port", str(ports[replicas.count]),
+        ],
+        "health_url": f"http://{target.host}:{target.port}/health",
+    }  # fmt: skip
+    return spec
 
 
 def git_commit(directory: Path | None = None) -> str | None:
@@ -149,6 +215,7 @@ def build_job(
     paths: PathMap | None = None,
     tuned_env: Mapping[str, str] | None = None,
     tunableop_dir: str | None = None,
+    replica_ports: Sequence[int] = (),
 ) -> Job:
     """The agent's job: every command line it runs, its environment and its deadlines.
 
@@ -161,7 +228,16 @@ def build_job(
     target = Target(vllm, host, port, paths)
     points = [_point_job(run, point, target, deadlines) for point in run.points()]
     server = None
-    if any(p.needs_server for p in points):
+    replicas = replicas_job(run, target, replica_ports)
+    if replicas is not None:  # the first server stands for all in sizing and descriptions
+        first = replicas["servers"][0]
+        server = ServerJob(
+            argv=tuple(first["argv"]),
+            health_url=first["health_url"],
+            ready_timeout_s=deadlines.server_ready_s,
+            stop_timeout_s=deadlines.server_stop_s,
+        )
+    elif any(p.needs_server for p in points):
         server = ServerJob(
             argv=tuple(server_argv(run, vllm, host, port, paths)),
             health_url=f"http://{host}:{port}/health",
@@ -180,4 +256,5 @@ def build_job(
         strict_host=run.strict_host,
         tuned_env=dict(tuned_env or {}),
         tunableop_dir=tunableop_dir,
+        replicas=replicas,
     )

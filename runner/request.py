@@ -66,6 +66,9 @@ class RunRequest:
     warmup_iters: int = 3
     # the engine
     tp: int = 1
+    # N servers on disjoint GPU sets of --tp GPUs ("auto": GPUs / tp), the load spread over them
+    replicas: str = "1"
+    spread: str | None = None  # router (default with replicas), dp, clients
     dtype: str | None = None
     quantization: str | None = None
     kv_cache_dtype: str | None = None
@@ -160,5 +163,7 @@ class RunRequest:
                 "vllm of this host: drop --image"
             )
         for name in _LOCAL_REFUSES:
+            if name == "gpus" and self.replicas != "1":
+                continue  # --replicas splits these GPUs of this host into sets
             if getattr(self, name):
                 raise PlanError(f"{flag_name(name)} is for --executor docker")

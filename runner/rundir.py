@@ -162,6 +162,9 @@ class Job:
     strict_host: bool = False  # refuse, rather than warn of, host settings the vendor advises off
     # where TunableOp results are kept per configuration (the vendor's tunableop_dir by default)
     tunableop_dir: str | None = None
+    # --replicas > 1: the servers, their GPUs and the spread (built by runner/jobs.py, run by
+    # runner/agent/fleet.py); None: the one `server`
+    replicas: Mapping[str, Any] | None = None
 
     @property
     def run_id(self) -> str:
@@ -185,6 +188,7 @@ class Job:
             "tuned_env": dict(self.tuned_env),
             "strict_host": self.strict_host,
             "tunableop_dir": self.tunableop_dir,
+            **({"replicas": dict(self.replicas)} if self.replicas else {}),
         }
 
     @classmethod
@@ -206,6 +210,7 @@ class Job:
                 tuned_env={str(k): str(v) for k, v in (data.get("tuned_env") or {}).items()},
                 strict_host=bool(data.get("strict_host")),
                 tunableop_dir=str(data["tunableop_dir"]) if data.get("tunableop_dir") else None,
+                replicas=dict(data["replicas"]) if data.get("replicas") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"the job lacks or mistypes {exc}") from None

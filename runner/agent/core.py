@@ -41,6 +41,7 @@ from ..rundir import (
 )
 from . import host, provenance, search, sonnet, tunableop
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
+from .fleet import Fleet
 from .judge import Verdict, judge_point, slo_result
 from .procs import (
     CommandResult,
@@ -84,6 +85,7 @@ class JobRunner:
         self.loadgen_timeout_s = 600.0
         self.host_found: dict[str, object] = {}  # host settings the vendor advises against
         self.tunableop: tunableop.Decision | None = None  # None: the vendor keeps no results
+        self.fleet: Fleet | None = None  # --replicas: the servers, while they run
 
     # -- files -------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -182,11 +184,19 @@ class JobRunner:
         slo = (self.run.get("serve") or {}).get("slo")
         if slo and point.scenario == "serve":  # separate from the verdict: a miss is still valid
             extra["slo"] = slo_result(self.work_dir / point.result, slo)
+        if self.fleet is not None:  # what each replica served of this point
+            extra["replicas"] = self.fleet.point_counts.get(point.id)
         if not verdict.ok:
             extra["log_tail"] = tail
         self._record(point, verdict, **extra)
 
     def _measure(self, point: PointJob, log: Path) -> CommandResult:
+        """Run the point; with --replicas, spread and counted per replica (fleet.py)."""
+        if self.fleet is not None:
+            return self.fleet.measure(point, log, self._measure_one)
+        return self._measure_one(point, log)
+
+    def _measure_one(self, point: PointJob, log: Path) -> CommandResult:
         """Run the point's command: through the sweep's load generator when it can, else alone."""
         args = serve_args(point.argv)
         if self.loadgen is not None and args is not None:
@@ -201,8 +211,9 @@ class JobRunner:
 
     def _start_loadgen(self) -> None:
         """Start the sweep's load generator beside the server, so its import overlaps the start."""
-        if self.job.client_mode != "persistent":
-            self.status["client"] = {"mode": self.job.client_mode}
+        spread = (self.job.replicas or {}).get("spread")
+        if self.job.client_mode != "persistent" or spread == "clients":  # clients: one per replica
+            self.status["client"] = {"mode": "process" if spread else self.job.client_mode}
             return
         python = loadgen_python(self.job.vllm)
         if python is None:
@@ -238,7 +249,7 @@ class JobRunner:
     def _serve_points(self, points: list[PointJob]) -> None:
         spec = self.job.server
         assert spec is not None  # a job with serving points has a server (build_job)
-        server = Server(
+        server: Server | Fleet = self._fleet() or Server(
             list(spec.argv),
             cwd=self.work_dir,
             env=self.env,
@@ -283,10 +294,25 @@ class JobRunner:
             # A server that never became ready has nothing to flush: no need to wait long.
             info["exit_status"] = server.stop(None if info["ready_s"] is not None else 5.0)
             info["stopped"] = now()
+            if self.fleet is not None:
+                self.status["replicas"] = self.fleet.describe()
             self._write_status()
             self.events.emit("server_stopped", exit_status=info["exit_status"])
 
-    def _probe(self, point: PointJob, server: Server) -> bool:
+    def _fleet(self) -> Fleet | None:
+        """The job's replicas (--replicas), standing where its one server stands."""
+        if self.job.replicas:
+            self.fleet = Fleet(
+                self.job.replicas,
+                vendor=self.job.vendor,
+                vllm=self.job.vllm,
+                work_dir=self.work_dir,
+                env=self.env,
+                stop_timeout_s=self.job.server.stop_timeout_s if self.job.server else 30.0,
+            )
+        return self.fleet
+
+    def _probe(self, point: PointJob, server: Server | Fleet) -> bool:
         """One probe of the search, a point like any other: did it meet the SLO?"""
         if point.id not in self.results:
             self.points = (*self.points, point)

@@ -107,7 +107,11 @@ def decide_env(job: Job, chosen: Mapping[str, str]) -> dict[str, tuple[str, str]
     argvs = [p.argv for p in job.points]
     if job.server is not None:
         argvs.append(job.server.argv)
-    sizing = size_cpu_kv_cache(job.vendor, chosen, argvs, available_memory(), job.tuned_env)
+    available = available_memory()
+    servers = int((job.replicas or {}).get("count") or 1)  # --replicas: each gets its share
+    if available is not None:
+        available //= servers
+    sizing = size_cpu_kv_cache(job.vendor, chosen, argvs, available, job.tuned_env)
     return {} if sizing is None else {KV_ENV: (str(sizing.gib), sizing.note)}
 
 

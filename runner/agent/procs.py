@@ -37,10 +37,27 @@ def die_with_parent() -> None:
             pass
 
 
+def _pinned(cpus: Sequence[int] | None) -> Callable[[], None]:
+    """The child's set-up: pinned to `cpus` (None: left as is), killed with the agent."""
+
+    def setup() -> None:
+        if cpus:
+            os.sched_setaffinity(0, set(cpus))
+        die_with_parent()
+
+    return setup
+
+
 def spawn(
-    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Path,
+    cpus: Sequence[int] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start argv in a new session (its own process group), output appended to log."""
+    """Start argv in a new session (its own process group), output appended to log; `cpus`:
+    the CPUs it (and every process it starts) may run on."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
         return subprocess.Popen(
@@ -51,7 +68,7 @@ def spawn(
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads run in the agent
+            preexec_fn=_pinned(cpus),  # noqa: PLW1509 - no threads run in the agent
         )
 
 
@@ -165,8 +182,10 @@ class Server:
         log: Path,
         health_url: str,
         stop_timeout_s: float,
+        cpus: Sequence[int] | None = None,
     ) -> None:
         self.argv = list(argv)
+        self.cpus = list(cpus) if cpus else None
         self.cwd = cwd
         self.env = dict(env)
         self.log = log
@@ -175,7 +194,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = spawn(self.argv, cwd=self.cwd, env=self.env, log=self.log)
+        self.proc = spawn(self.argv, cwd=self.cwd, env=self.env, log=self.log, cpus=self.cpus)
 
     def failure(self, reason: str, exit_status: int | None = None) -> ServerFailed:
         lines, line = read_failure(self.log)

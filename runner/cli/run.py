@@ -176,6 +176,20 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     "--warmup-iters", type=int, default=3, show_default=True, help="latency: warm-up iterations"
 )
 @click.option("--tp", type=int, default=1, show_default=True, help="tensor parallel size")
+@click.option(
+    "--replicas",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    help="N servers on disjoint sets of --tp GPUs (--gpus, or all; auto: GPUs / tp), each "
+    "pinned to its GPUs' NUMA node's CPUs; serve only; --executor local",
+)
+@click.option(
+    "--spread",
+    type=click.Choice(["router", "dp", "clients"]),
+    help="how one load reaches the replicas: router (vllm-router in front, the default), dp "
+    "(one server, --data-parallel-size N), clients (one client per replica at rate/N, merged)",
+)
 @click.option("--dtype", help="model dtype (auto, float16, bfloat16, ...)")
 @click.option("--quantization", help="quantization method (fp8, gptq, awq, ...)")
 @click.option("--kv-cache-dtype", help="KV cache dtype (auto, fp8, ...)")

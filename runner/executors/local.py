@@ -12,15 +12,18 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runner.agent import search
+from runner.agent.client import loadgen_python
+from runner.agent.fleet import has_data_parallel, router_executable
 from runner.agent.util import redact_argv, redact_env, secret_values
-from runner.errors import PreflightError
+from runner.errors import PlanError, PreflightError
 from runner.executors.base import Event, EventSink, RunOutcome
 from runner.executors.supervisor import Supervisor
 from runner.images.modes import mode_for_run
 from runner.images.tuning import Tuning, run_tuning, tuning_line
-from runner.jobs import Deadlines, build_job, git_commit, vendor_env
+from runner.jobs import Deadlines, build_job, extra_ports, git_commit, vendor_env
 from runner.plan import Plan, Run
 from runner.preflight import check_gpus, check_partitions, check_port, find_vllm, free_port
 from runner.rundir import Job
@@ -64,7 +67,14 @@ class LocalExecutor:
         return find_vllm(self.settings.vllm)
 
     def preflight(self, plan: Plan, note: Callable[[str], None] | None = None) -> list[str]:
-        self._vllm()  # no vllm executable: one line, before anything starts
+        vllm = self._vllm()  # no vllm executable: one line, before anything starts
+        check_dp(plan, vllm)
+        routed = any(r.replicas is not None and r.replicas.spread == "router" for r in plan.runs)
+        if routed and router_executable(vllm) is None:
+            raise PreflightError(
+                "--spread router needs vllm-router beside vllm or on PATH, and it is not there: "
+                "pip install vllm-router (the [replicas] extra), or use --spread clients"
+            )
         check_partitions(plan)  # --partition: the modes of this host's AMD GPUs (exit 2)
         check_gpus(plan)
         if self.settings.port is not None:
@@ -93,7 +103,17 @@ class LocalExecutor:
             commit=self._commit,
             tuned_env=local_tuning(run).env,  # the vendor's image gets the same
             tunableop_dir=local_tunableop_dir(run.vendor),
+            replica_ports=self._ports(port, extra_ports(run.replicas)),
         )
+
+    def _ports(self, taken: int, count: int) -> list[int]:
+        """`count` free ports of this host, distinct from each other and from `taken`."""
+        ports: list[int] = []
+        while len(ports) < count:
+            port = free_port(self.settings.host)
+            if port != taken and port not in ports:
+                ports.append(port)
+        return ports
 
     def describe(self, plan: Plan) -> str:
         try:
@@ -110,7 +130,9 @@ class LocalExecutor:
             lines.append(tuning_line(local_tuning(run)))
             lines.append("# environment added to every command (besides the inherited one):")
             lines += [f"export {k}={shlex.quote(v)}" for k, v in redact_env(env, secrets).items()]
-            if job.server is not None:
+            if job.replicas is not None:
+                lines += replica_lines(job.replicas, secrets)
+            elif job.server is not None:
                 lines.append(f"# server (ready when {job.server.health_url} answers 200):")
                 lines.append(shlex.join(redact_argv(job.server.argv, secrets)))
             for point in job.points:
@@ -205,3 +227,30 @@ class LocalTransport:
             self._proc.wait()
         if self._proc.stdout is not None:
             self._proc.stdout.close()
+
+
+def replica_lines(replicas: Mapping[str, Any], secrets: list[str]) -> list[str]:
+    """--dry-run's lines for --replicas: each server (GPUs, environment) and the router."""
+    lines = [f"# {replicas['count']} replicas, --spread {replicas['spread']}:"]
+    for k, server in enumerate(replicas["servers"]):
+        env = " ".join(f"{name}={value}" for name, value in server["env"].items())
+        lines.append(f"# server {k} (GPUs {server['gpus'] or 'none'}; server-{k}.log):")
+        lines.append(
+            ((env + " ") if env else "") + shlex.join(redact_argv(server["argv"], secrets))
+        )
+    if replicas.get("router"):
+        lines.append("# router, started once every server is ready (router.log):")
+        lines.append(shlex.join(replicas["router"]["argv"]))
+    return lines
+
+
+def check_dp(plan: Plan, vllm: str) -> None:
+    """--spread dp needs a vLLM whose `vllm serve` has --data-parallel-size: exit 2 if not."""
+    if not any(r.replicas is not None and r.replicas.spread == "dp" for r in plan.runs):
+        return
+    python = loadgen_python(vllm)
+    if python is not None and has_data_parallel(python) is False:
+        raise PlanError(
+            f"--spread dp: the vLLM of {vllm} has no --data-parallel-size: use --spread router "
+            "or --spread clients, or a newer vLLM"
+        )
