@@ -20,6 +20,7 @@ from runner.vendors import parse_partition, profile_for
 
 if TYPE_CHECKING:
     from runner.checkpoint import Quantization
+    from runner.replicas import Replicas
     from runner.scenarios.latency import LatencyParams
     from runner.scenarios.serve import ServeParams
     from runner.scenarios.throughput import ThroughputParams
@@ -245,6 +246,8 @@ class Run:
     checkpoint: Quantization | None = None
     # AMD: the partition modes --partition expects ("cpx/nps4"), checked where the agent runs
     expect_partition: str | None = None
+    # --replicas > 1: the servers' count, spread and GPU sets (runner/replicas.py); None: one
+    replicas: Replicas | None = None
 
     def __post_init__(self) -> None:
         profile_for(self.vendor)  # an unknown vendor: one line naming the registered ones
@@ -334,6 +337,8 @@ class Run:
             data["draft_model"] = asdict(self.draft_model)
         if self.expect_partition is not None:
             data["expect_partition"] = self.expect_partition
+        if self.replicas is not None:  # results/ reads run.json's "replicas" (absent: one server)
+            data["replicas"] = self.replicas.to_dict()
         data["points"] = [_plain(p) for p in self.points()]
         return data
 
