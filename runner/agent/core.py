@@ -39,7 +39,7 @@ from ..rundir import (
     partial_dir,
     write_error_reason,
 )
-from . import host, provenance, search, sonnet, tunableop
+from . import host, probe, provenance, search, sonnet, tunableop
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
 from .fleet import Fleet
 from .judge import Verdict, judge_point, slo_result
@@ -86,6 +86,7 @@ class JobRunner:
         self.host_found: dict[str, object] = {}  # host settings the vendor advises against
         self.tunableop: tunableop.Decision | None = None  # None: the vendor keeps no results
         self.fleet: Fleet | None = None  # --replicas: the servers, while they run
+        self.serving: list[Any] = []  # the ready server(s), probed around each point (probe.py)
 
     # -- files -------------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -166,7 +167,8 @@ class JobRunner:
                 self._record(point, Verdict(FAILED, [str(exc)]))
                 return
         log = self.work_dir / self.results[point.id]["log"]
-        outcome = self._measure(point, log)
+        with probe.watching(point.scenario, self.serving, self.work_dir / point.result) as seen:
+            outcome = self._measure(point, log)
         lines, cause = read_failure(log)
         tail = lines[-KEPT_TAIL:]
         verdict = judge_point(
@@ -186,6 +188,8 @@ class JobRunner:
             extra["slo"] = slo_result(self.work_dir / point.result, slo)
         if self.fleet is not None:  # what each replica served of this point
             extra["replicas"] = self.fleet.point_counts.get(point.id)
+        if seen.report:  # the server's counters, the client's CPU, telemetry (probe.py)
+            extra["probe"] = seen.report
         if not verdict.ok:
             extra["log_tail"] = tail
         self._record(point, verdict, **extra)
@@ -275,6 +279,7 @@ class JobRunner:
             )
             self._write_status()
             self.events.emit("server_ready", seconds=info["ready_s"])
+            self.serving = [server]  # probed around each point: a Server, or a Fleet (probe.py)
             wanted = search.spec_from_serve(self.run.get("serve") or {})
             if wanted is not None:  # --find-max-qps: each probe's rate depends on the ones before
                 state = self.status.setdefault("search", {})
@@ -294,6 +299,7 @@ class JobRunner:
             # A server that never became ready has nothing to flush: no need to wait long.
             info["exit_status"] = server.stop(None if info["ready_s"] is not None else 5.0)
             info["stopped"] = now()
+            self.serving = []
             if self.fleet is not None:
                 self.status["replicas"] = self.fleet.describe()
             self._write_status()

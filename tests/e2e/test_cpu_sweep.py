@@ -84,6 +84,15 @@ def test_sweep_latency_and_throughput(tmp_path: Path, tiny_model: Path) -> None:
         assert raw["completed"] == 12 and raw["failed"] == 0, point
     assert _json(run_dir / "raw" / "latency.json")["avg_latency"] > 0
     assert _json(run_dir / "raw" / "throughput.json")["num_requests"] == 12
+    # Each serving point has the server's own counters, and an honest client agrees with them.
+    for entry in status["points"][:2]:
+        seen = entry["probe"]["metrics"]
+        assert seen["server_requests"] >= 12 and seen["server_generation_tokens"] > 0, entry
+        for name in ("kv_cache_usage_max", "num_preemptions", "server_output_throughput"):
+            assert name in seen, (name, entry["id"])
+        assert "client_cpu_cores" in seen and "cpu_util_mean" in seen, entry["id"]
+        assert entry["probe"]["warnings"] == [], entry["probe"]["warnings"]
+    assert "probe" not in status["points"][2], "no server counters for the latency scenario"
     prov = _json(run_dir / "provenance.json")
     assert prov["vllm_version"].startswith("0.32")
     assert "VLLM_CPU_KVCACHE_SPACE" in prov["decided_env"], "the KV size chosen is recorded"
