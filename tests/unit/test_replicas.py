@@ -14,7 +14,10 @@ from runner.agent import merge, pinning
 from runner.agent.fleet import client_args, goodput_of, success_counts
 from runner.cli import main
 from runner.errors import PlanError
+from runner.jobs import Deadlines, build_job, extra_ports
 from runner.replicas import Replicas, gpu_sets, parse_count, plan_replicas
+from runner.rundir import Job
+from tests.unit.job_runs import HOST, PORT, VLLM, local_model, make_run
 from tests.unit.test_cli_input import PLAN_ERROR, assert_one_error_line, cli_runner
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -274,3 +277,52 @@ def test_bench_run_refuses_bad_replicas(args: list[str], fragment: str, tmp_path
     )
     assert_one_error_line(result, PLAN_ERROR, fragment)
     assert not out.exists()
+
+
+# -- the agent's job -----------------------------------------------------------------------------
+def _job(tmp_path: Path, replicas: Replicas, vendor: str = "cpu") -> Job:
+    run = make_run(local_model(tmp_path), vendor=vendor, scenarios=("serve",), replicas=replicas)
+    ports = list(range(9001, 9001 + extra_ports(replicas)))
+    job = build_job(
+        run, vllm=VLLM, host=HOST, port=PORT, deadlines=Deadlines(), executor={}, commit=None,
+        replica_ports=ports,
+    )  # fmt: skip
+    sent = json.loads(json.dumps(job.to_dict()))
+    assert Job.from_dict(sent).to_dict() == sent  # the agent reads every field back
+    assert job.run["replicas"] == replicas.to_dict()
+    return job
+
+
+def test_router_job(tmp_path: Path) -> None:
+    job = _job(tmp_path, Replicas(2, "router", ((0, 1), (2, 3))), vendor="nvidia")
+    spec = job.replicas
+    assert spec is not None
+    servers = spec["servers"]
+    assert [s["env"] for s in servers] == [
+        {"CUDA_VISIBLE_DEVICES": "0,1"},
+        {"CUDA_VISIBLE_DEVICES": "2,3"},
+    ]
+    assert [s["base_url"] for s in servers] == ["http://127.0.0.1:9001", "http://127.0.0.1:9002"]
+    router = spec["router"]["argv"]
+    assert router[router.index("--port") + 1] == "8123"  # the points' target
+    assert router[router.index("--worker-urls") + 1 : router.index("--policy")] == [
+        "http://127.0.0.1:9001",
+        "http://127.0.0.1:9002",
+    ]
+    assert router[router.index("--prometheus-port") + 1] == "9003"
+    assert all("--base-url" in p.argv and "http://127.0.0.1:8123" in p.argv for p in job.points)
+
+
+def test_clients_and_dp_jobs(tmp_path: Path) -> None:
+    clients = _job(tmp_path, Replicas(2, "clients", ((), ())))
+    assert clients.replicas is not None and clients.replicas["router"] is None
+    urls = [s["base_url"] for s in clients.replicas["servers"]]
+    assert urls == ["http://127.0.0.1:8123", "http://127.0.0.1:9001"]
+    assert [s["env"] for s in clients.replicas["servers"]] == [{}, {}]  # the CPU: no GPU variable
+    (tmp_path / "dp").mkdir()
+    dp = _job(tmp_path / "dp", Replicas(2, "dp", ((0,), (1,))), vendor="amd")
+    assert dp.replicas is not None
+    (server,) = dp.replicas["servers"]
+    assert server["argv"][-2:] == ["--data-parallel-size", "2"]
+    assert server["env"] == {"HIP_VISIBLE_DEVICES": "0,1"}
+    assert dp.server is not None and list(dp.server.argv) == server["argv"]
