@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -102,6 +102,7 @@ class Pod:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ports: dict[int, int] = {}  # container port -> local port
         self.ended = threading.Event()
+        self.unmap: Callable[[str], str] = str  # this host's directories back to the pod's paths
 
 
 class StandIn:
@@ -363,7 +364,7 @@ class StandIn:
         """Until the agent has begun its run (its first event), so there is a run to lose."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if pod.log.is_file() and b"server_waiting" in pod.log.read_bytes():
+            if pod.log.is_file() and b"server_starting" in pod.log.read_bytes():
                 return
             if pod.proc is not None and pod.proc.poll() is not None:
                 return
@@ -487,6 +488,7 @@ class StandIn:
             if m["name"] in volumes
         }
         mapper = PathMapper(mounts)
+        pod.unmap = PathMapper({str(host): Path(mount) for mount, host in mounts.items()})
         for mount, host in mounts.items():  # the ConfigMaps' files name pod paths too
             if host.is_dir() and str(host).startswith(str(pod.root)):
                 for path in host.rglob("*"):
@@ -541,6 +543,7 @@ class StandIn:
 
     # -- streams -----------------------------------------------------------------------------
     def follow_log(self, ns: str, name: str, follow: bool) -> Iterator[bytes]:
+        """The container's output line by line, its paths as the pod sees them (not ours)."""
         pod = self.pods.get((ns, name))
         if pod is None:
             raise ApiFault(
@@ -548,18 +551,20 @@ class StandIn:
                 "BadRequest",
                 f'container in pod "{name}" is waiting to start: ContainerCreating',
             )
+        partial = b""
         with pod.log.open("rb") as log:
             while True:
-                chunk = log.read(65536)
-                if chunk:
-                    yield chunk
+                line = log.readline()
+                if line.endswith(b"\n"):
+                    yield pod.unmap((partial + line).decode("utf-8", "replace")).encode()
+                    partial = b""
                     continue
-                if not follow or pod.ended.is_set() or (pod.proc and pod.proc.poll() is not None):
-                    rest = log.read()
+                partial += line
+                ended = pod.ended.is_set() or (pod.proc is not None and pod.proc.poll() is not None)
+                if not follow or ended or ("pods", ns, name) not in self.store:
+                    rest = partial + log.read()
                     if rest:
-                        yield rest
-                    return
-                if ("pods", ns, name) not in self.store:
+                        yield pod.unmap(rest.decode("utf-8", "replace")).encode()
                     return
                 time.sleep(0.05)
 

@@ -30,14 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_job(args: argparse.Namespace) -> tuple[str, str]:
-    """The job's text and where it came from; OSError or PodJobError when it cannot be read."""
+def _job_source(args: argparse.Namespace) -> str:
+    """Where the job comes from: a file, '-' (standard input), or the pod's index's file."""
     if args.jobs_dir is not None:
-        path = pod.job_path(Path(args.jobs_dir), pod.pod_environ())
-        return path.read_text(encoding="utf-8"), str(path)
-    if args.job == "-":
-        return sys.stdin.read(), "-"
-    return Path(args.job).read_text(encoding="utf-8"), args.job
+        return str(pod.job_path(Path(args.jobs_dir), pod.pod_environ()))
+    return str(args.job)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,15 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     events = Events(sys.stdout)
     out_root = Path(args.out_root).resolve()
     run_id = ""
+    source = args.job or args.jobs_dir
     try:
-        text, _ = _read_job(args)
+        source = _job_source(args)
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
         job = json.loads(text)
         run_id = str(job["run"]["run_id"]) if isinstance(job, dict) else ""
     except pod.PodJobError as exc:
         events.emit("job_error", reason=str(exc))
         code = EXIT_BAD_JOB
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        events.emit("job_error", reason=f"cannot read the job {args.job or args.jobs_dir}: {exc}")
+        events.emit("job_error", reason=f"cannot read the job {source}: {exc}")
         code = EXIT_BAD_JOB
     else:
         code = run_job(job, out_root, events)

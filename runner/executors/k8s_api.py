@@ -133,6 +133,23 @@ class Cluster:
         found = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
         return sorted(found, key=lambda p: str(p.metadata.creation_timestamp or ""))
 
+    def watch_pods(self, job_name: str, index: int, timeout_s: float) -> Iterator[Any]:
+        """The index's pods as they are now, then as they change, for up to timeout_s."""
+        k8s = _client()
+        selector = f"{JOB_NAME_LABEL}={job_name},{INDEX_LABEL}={index}"
+        watch = k8s.watch.Watch()
+        try:
+            for event in watch.stream(
+                self.core.list_namespaced_pod,
+                self.namespace,
+                label_selector=selector,
+                timeout_seconds=max(1, int(timeout_s)),
+            ):
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    yield event["object"]
+        finally:
+            watch.stop()
+
     def delete_sweep(self, sweep: str) -> list[str]:
         """Delete the sweep's Jobs (their pods with them) and ConfigMaps; 'Kind/name' each."""
         selector = f"{LABEL_MANAGED}=true,{LABEL_SWEEP}={sweep}"

@@ -159,34 +159,41 @@ class K8sTransport:
 
     # -- finding the pod ---------------------------------------------------------------------
     def _await_pod(self) -> Any:
-        """The index's pod once it runs or has ended; None when it cannot start (problem set)."""
+        """The index's pod once it runs or has ended; None when it cannot start (problem set).
+
+        Watched, not polled: each change of the pod is judged as it comes; a watch that ends
+        (its timeout) is started again until the pending time is up.
+        """
         started = time.monotonic()
         said_pending = False
         while not self._stop.is_set():
-            pods = self.cluster.pods(self.ref.job_name, self.ref.index)
-            if pods:
-                pod = pods[-1]
+            waited = time.monotonic() - started
+            left = max(self.poll_s, self.pending_timeout_s - waited)
+            for pod in self.cluster.watch_pods(self.ref.job_name, self.ref.index, left):
                 self.pod_name = pod.metadata.name
                 state = pod_state(pod)
                 if state.phase != "Pending":
                     self._note_state(state)
                     return pod
-                if state.problem and state.fatal:
-                    self._note_state(state)
-                    self.stuck = True
-                    return None
                 waited = time.monotonic() - started
-                if state.problem and waited >= self.pending_timeout_s:
-                    self._note_state(state, pending=True)
+                if state.problem and (state.fatal or waited >= self.pending_timeout_s):
+                    self._note_state(state, pending=not state.fatal)
                     self.stuck = True
                     return None
-                if not said_pending and waited >= self.poll_s:
+                if state.problem and not said_pending:
                     said_pending = True
-                    line = f"pod {pod.metadata.name} is Pending" + (
-                        f": {state.problem}" if state.problem else ""
-                    )
+                    line = f"pod {pod.metadata.name} is Pending: {state.problem}"
                     self.on_event({"event": "note", "text": line})
-            self._stop.wait(self.poll_s)
+                if self._stop.is_set():
+                    return None
+            if self.pod_name is not None and time.monotonic() - started >= self.pending_timeout_s:
+                # Stuck without a change since: judge it as it stands.
+                pods = self.cluster.pods(self.ref.job_name, self.ref.index)
+                now = pod_state(pods[-1]) if pods else None
+                if now is not None and now.phase == "Pending" and now.problem:
+                    self._note_state(now, pending=True)
+                    self.stuck = True
+                    return None
         return None
 
     def _note_state(self, state: PodState, pending: bool = False) -> None:
