@@ -11,6 +11,8 @@ process, imports included).
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,8 +36,8 @@ def k8s_plan(model: Path) -> str:
     return plan_text(model) + f"model_pvc: models\nmodel_pvc_root: {model.parent}\n"
 
 
-def in_process(path: Path, out: Path) -> tuple[float, int, int, int, int]:
-    start = time.perf_counter()
+def in_process(path: Path, out: Path) -> tuple[float, float, int, int, int, int]:
+    start, cpu = time.perf_counter(), time.process_time()
     configurations = list(enumerate(order(expand(read_plan(path), {})), 1))
     plan, _, objects = manifests_for(
         requests_for([c for _, c in configurations]),
@@ -44,15 +46,20 @@ def in_process(path: Path, out: Path) -> tuple[float, int, int, int, int]:
     )
     files = manifest_files(objects)
     write_files(files, out)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     points = sum(len(run.points()) for run in plan.runs)
     size = sum(len(text.encode()) for text in files.values())
-    return seconds, len(plan.runs), points, len(objects), size
+    return seconds, cpu, len(plan.runs), points, len(objects), size
 
 
-def as_a_user(path: Path, out: Path) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def as_a_user(path: Path, out: Path) -> tuple[float, float]:
     bench_run = Path(sys.executable).with_name("bench-run")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(
         [str(bench_run), "manifests", "--plan", str(path), "-o", str(out)],
         check=True,
@@ -60,7 +67,7 @@ def as_a_user(path: Path, out: Path) -> float:
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
 def main() -> None:
@@ -68,22 +75,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--model", type=Path, default=ROOT / ".cache" / "tiny-llama")
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "plan.yaml"
         path.write_text(k8s_plan(args.model.resolve()), encoding="utf-8")
         library, users = [], []
         for n in range(args.repeat):
-            seconds, runs, points, objects, size = in_process(path, Path(tmp) / f"lib-{n}")
-            library.append(seconds)
+            *timed, runs, points, objects, size = in_process(path, Path(tmp) / f"lib-{n}")
+            library.append(timed)
             users.append(as_a_user(path, Path(tmp) / f"user-{n}"))
     print(
         f"{runs} configurations, {points} points -> {objects} objects, "
         f"{size / 1e6:.1f} MB of YAML; {args.repeat} runs"
     )
-    for name, times in (("library (in process)", library), ("bench-run manifests", users)):
+    print(f"load average before: {load:.1f} (this machine has {os.cpu_count()} cores)")
+    for name, pairs in (("library (in process)", library), ("bench-run manifests", users)):
+        wall = [w for w, _ in pairs]
+        cpu = [c for _, c in pairs]
         print(
-            f"{name}: median {statistics.median(times):.3f} s, "
-            f"min {min(times):.3f} s, max {max(times):.3f} s"
+            f"{name}: wall median {statistics.median(wall):.3f} s "
+            f"(min {min(wall):.3f}, max {max(wall):.3f}); "
+            f"CPU median {statistics.median(cpu):.3f} s (min {min(cpu):.3f})"
         )
 
 

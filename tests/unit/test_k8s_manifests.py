@@ -376,3 +376,32 @@ def test_a_local_model_off_the_pvc_is_refused_with_how(model: Path, tmp_path: Pa
     elsewhere.mkdir()
     with pytest.raises(PlanError, match="which no pod sees"):
         render(vendor="cpu", model=str(model), model_pvc="m", model_pvc_root=elsewhere)
+
+
+def test_a_template_with_more_run_ids_than_an_annotation_holds_is_several_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runner.executors.render import k8s
+
+    requests = [
+        RunRequest.from_options(
+            {"vendor": "cpu", "model": "org/model", "max_num_seqs": n, "sweep_id": "sweep-a"}
+        )
+        for n in range(1, 6)
+    ]
+    plan, settings, _ = manifests_for(requests)
+    monkeypatch.setattr(k8s, "ANNOTATION_BUDGET", 2 * (len(plan.runs[0].run_id) + 4))
+    objects = render_plan(plan, settings)
+    validate(objects)
+    jobs = kind(objects, "Job")
+    assert len(jobs) == 3  # 2 + 2 + 1 run ids
+    names = [job["metadata"]["name"] for job in jobs]
+    assert len(set(names)) == 3
+    ids = [
+        i for job in jobs for i in json.loads(job["metadata"]["annotations"][ANNOTATION_RUN_IDS])
+    ]
+    assert ids == [run.run_id for run in plan.runs]
+    for job in jobs:
+        run_ids = json.loads(job["metadata"]["annotations"][ANNOTATION_RUN_IDS])
+        found = jobs_of(objects, job)
+        assert [found[job_file_name(i)]["run"]["run_id"] for i in range(len(run_ids))] == run_ids
