@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,17 @@ def client_args(args: Sequence[str], k: int, count: int, base_url: str, point_id
     return mine
 
 
+@contextmanager
+def _named(who: str) -> Iterator[None]:
+    """A server's failure says which of the fleet's servers it was."""
+    try:
+        yield
+    except ServerFailed as exc:
+        raise ServerFailed(
+            f"{who}: {exc.reason}", exc.log_tail, exc.cause, rejected=exc.rejected
+        ) from exc
+
+
 class Fleet:
     """The job's servers (and router), standing where one Server stands in core.py."""
 
@@ -204,7 +216,8 @@ class Fleet:
         started = time.monotonic()
         for k, server in enumerate(self.servers):
             left = max(deadline_s - (time.monotonic() - started), 1.0)
-            server.wait_ready(left, on_wait)
+            with _named(f"replica {k} ({server_log(k)})"):
+                server.wait_ready(left, on_wait)
             self.ready_s[k] = round(time.monotonic() - started, 3)  # since the fleet started
         router = self.spec.get("router")
         if router:
@@ -219,17 +232,17 @@ class Fleet:
                 stop_timeout_s=10.0,
             )
             self.router.start()
-            try:
+            with _named(f"vllm-router ({ROUTER_LOG})"):
                 self.router.wait_ready(120.0)
-            except ServerFailed as exc:
-                raise ServerFailed(
-                    f"vllm-router: {exc.reason}", exc.log_tail, exc.cause, rejected=exc.rejected
-                ) from exc
         return time.monotonic() - started
 
     def check_alive(self) -> None:
-        for server in (*self.servers, *([self.router] if self.router else [])):
-            server.check_alive()
+        for k, server in enumerate(self.servers):
+            with _named(f"replica {k} ({server_log(k)})"):
+                server.check_alive()
+        if self.router is not None:
+            with _named(f"vllm-router ({ROUTER_LOG})"):
+                self.router.check_alive()
 
     def stop(self, grace_s: float | None = None) -> int | None:
         """Stop the router, then every server; the first non-zero exit status (else 0)."""

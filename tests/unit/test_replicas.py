@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ import pytest
 
 from results.model.parsers import parse_serve
 from runner.agent import merge, pinning
-from runner.agent.fleet import client_args, goodput_of, success_counts
+from runner.agent.fleet import Fleet, client_args, goodput_of, success_counts
+from runner.agent.host import ConfigRejected
+from runner.agent.procs import ServerFailed, spawn
 from runner.cli import main
 from runner.errors import PlanError
 from runner.jobs import Deadlines, build_job, extra_ports
@@ -326,3 +330,53 @@ def test_clients_and_dp_jobs(tmp_path: Path) -> None:
     assert server["argv"][-2:] == ["--data-parallel-size", "2"]
     assert server["env"] == {"HIP_VISIBLE_DEVICES": "0,1"}
     assert dp.server is not None and list(dp.server.argv) == server["argv"]
+
+
+# -- the agent's fleet, with real processes ------------------------------------------------------
+def test_spawned_process_is_pinned(tmp_path: Path) -> None:
+    cpu = pinning.allowed_cpus()[-1]
+    log = tmp_path / "pinned.log"
+    code = "import os; print(sorted(os.sched_getaffinity(0)))"
+    proc = spawn([sys.executable, "-c", code], cwd=tmp_path, env=os.environ, log=log, cpus=[cpu])
+    assert proc.wait(timeout=60) == 0
+    assert log.read_text().strip() == f"[{cpu}]"
+
+
+def _fleet_spec(argv: list[str], router: bool) -> dict[str, Any]:
+    server = {"argv": argv, "base_url": "http://127.0.0.1:9", "health_url": "http://127.0.0.1:9/h",
+              "metrics_url": "http://127.0.0.1:9/metrics", "gpus": [], "env": {}}  # fmt: skip
+    front = {"argv": ["vllm-router"], "health_url": "http://127.0.0.1:9/h"}
+    return {
+        "count": 2, "spread": "router" if router else "clients", "sets": [[], []],
+        "uses_gpus": False, "servers": [server, dict(server)], "router": front if router else None,
+    }  # fmt: skip
+
+
+def test_a_replica_that_dies_is_named(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]
+    fleet = Fleet(
+        _fleet_spec(argv, router=False), vendor="cpu", vllm="vllm", work_dir=tmp_path,
+        env=dict(os.environ), stop_timeout_s=5,
+    )  # fmt: skip
+    fleet.start()
+    try:
+        with pytest.raises(ServerFailed, match=r"^replica 0 \(server-0.log\): vllm serve exited"):
+            fleet.wait_ready(30)
+    finally:
+        fleet.stop(1)
+    assert "boom" in (tmp_path / "server-0.log").read_text()
+    assert [r["cpus"] for r in fleet.describe()] == pinning.split_evenly(pinning.allowed_cpus(), 2)
+
+
+def test_no_router_is_refused_before_any_server_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no vllm-router anywhere
+    fleet = Fleet(
+        _fleet_spec(["/nonexistent/vllm"], router=True), vendor="cpu",
+        vllm=str(tmp_path / "vllm"), work_dir=tmp_path, env={}, stop_timeout_s=5,
+    )  # fmt: skip
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))  # nothing beside it
+    with pytest.raises(ConfigRejected, match="pip install vllm-router"):
+        fleet.start()
+    assert all(server.proc is None for server in fleet.servers)
