@@ -111,7 +111,14 @@ def manifests_for(
     sweep_id: str | None = None,
     note: Callable[[str], None] | None = None,
 ) -> tuple[Plan, K8sSettings, list[dict[str, Any]]]:
-    """Requests -> the validated plan, its settings and its Kubernetes objects; starts nothing."""
-    plan, image_choice = cluster_plan(requests, run_ids=run_ids, note=note)
+    """Requests -> the validated plan, its settings and its Kubernetes objects; starts nothing.
+
+    Notes (the image chosen, engine flags renamed) reach `note` once everything rendered: a
+    refusal is then the only line."""
+    said: list[str] = []
+    plan, image_choice = cluster_plan(requests, run_ids=run_ids, note=said.append)
     settings = settings_from_requests(requests, plan, image_choice, sweep_id)
-    return plan, settings, render_plan(plan, settings)
+    objects = render_plan(plan, settings)
+    for line in said if note is not None else ():
+        note(line)
+    return plan, settings, objects

@@ -405,3 +405,13 @@ def test_a_template_with_more_run_ids_than_an_annotation_holds_is_several_jobs(
         run_ids = json.loads(job["metadata"]["annotations"][ANNOTATION_RUN_IDS])
         found = jobs_of(objects, job)
         assert [found[job_file_name(i)]["run"]["run_id"] for i in range(len(run_ids))] == run_ids
+
+
+def test_a_refusal_is_one_line_and_writes_nothing(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "k8s"
+    result = invoke(["manifests", "--vendor", "cpu", "--model", str(model), "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: --model ") and "--model-pvc-root" in line
+    assert not out.exists()

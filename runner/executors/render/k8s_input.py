@@ -54,7 +54,7 @@ def check_label_value(value: str, what: str) -> str:
     if len(value) > 63 or not _LABEL_NAME.match(value):
         raise PlanError(
             f"{what} {value!r} is not a Kubernetes label value: at most 63 letters, digits, "
-            "'-', '_' and '.' (spaces as the node label spells them, e.g. NVIDIA-H100-80GB-HBM3)"
+            "'-', '_' and '.' (as the node's label spells it, e.g. NVIDIA-H100-80GB-HBM3)"
         )
     return value
 
