@@ -138,7 +138,7 @@ FAILURE_POLICY = {
             "onExitCodes": {
                 "containerName": CONTAINER,
                 "operator": "In",
-                "values": [EXIT_BAD_JOB, NO_PYTHON_EXIT],
+                "values": sorted({EXIT_BAD_JOB, NO_PYTHON_EXIT}),  # the API wants them ascending
             },
         },
         # a pod evicted, preempted or its node drained: run it again, not counted as a failure
