@@ -415,3 +415,26 @@ def test_a_refusal_is_one_line_and_writes_nothing(model: Path, tmp_path: Path) -
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: --model ") and "--model-pvc-root" in line
     assert not out.exists()
+
+
+def test_the_dataset_and_the_draft_model_are_read_from_the_pvc(model: Path) -> None:
+    pvc = model.parent.parent
+    draft = pvc / "org" / "draft"
+    draft.mkdir()
+    (draft / "config.json").write_text(json.dumps({"max_position_embeddings": 4096}))
+    dataset = pvc / "data" / "sharegpt.json"
+    dataset.parent.mkdir()
+    dataset.write_text("[]")
+    spec = json.dumps({"model": str(draft), "num_speculative_tokens": 3})
+    objects, _ = render(
+        vendor="nvidia", model=str(model), model_pvc="models", model_pvc_root=pvc,
+        dataset="sharegpt", dataset_path=str(dataset), engine_arg=(f"speculative-config={spec}",),
+    )  # fmt: skip
+    (agent_job,) = jobs_of(objects, kind(objects, "Job")[0]).values()
+    argv = agent_job["server"]["argv"]
+    assert argv[2] == "/models/org/tiny"
+    config = json.loads(argv[argv.index("--speculative-config") + 1])
+    assert config["model"] == "/models/org/draft"
+    assert agent_job["run"]["serve"]["dataset_path"] == "/models/data/sharegpt.json"
+    assert all("/models/data/sharegpt.json" in p["argv"] for p in agent_job["points"])
+    assert str(pvc) not in "".join(manifest_files(objects).values())
