@@ -119,6 +119,7 @@ def manifests_for(
     plan, image_choice = cluster_plan(requests, run_ids=run_ids, note=said.append)
     settings = settings_from_requests(requests, plan, image_choice, sweep_id)
     objects = render_plan(plan, settings)
-    for line in said if note is not None else ():
-        note(line)
+    if note is not None:
+        for line in said:
+            note(line)
     return plan, settings, objects
