@@ -313,6 +313,9 @@ def prepare_many(
             f"--replicas runs on this host only for now: --executor {name} does not start "
             "replicas; use --executor local"
         )
+    for run in plan.runs:  # what only the host's environment can tell (lm-eval, the hub)
+        for scenario in run.scenarios:
+            registry.get(scenario).check_host(run, host.environ)
     executor = make_executor(first, name, image, host, on_image_event)
     plan = resolve_plan(plan, model_fetch(first), host.hub, dry_run=first.dry_run, note=note)
     plan = label_plan(plan, note)  # the checkpoint's quantization, once the model is local

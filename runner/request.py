@@ -64,6 +64,11 @@ class RunRequest:
     batch_size: int = 8
     iters: int = 10
     warmup_iters: int = 3
+    # --scenario accuracy: lm-eval's tasks against the server (runner/scenarios/accuracy.py)
+    tasks: str | None = None  # "mmlu_pro,gsm8k"
+    limit: int | None = None
+    num_fewshot: int | None = None
+    task_dir: Path | None = None  # lm-eval's --include_path: local task YAMLs
     # the engine
     tp: int = 1
     # N servers on disjoint GPU sets of --tp GPUs ("auto": GPUs / tp), the load spread over them

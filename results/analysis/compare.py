@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from results.analysis.accuracy import accuracy_deltas
 from results.analysis.comparison import (
     CONFIDENCE,
     POINT_FIELDS,
@@ -17,6 +18,7 @@ from results.analysis.comparison import (
 )
 from results.analysis.stats import Summary, welch_test
 from results.errors import ResultsError
+from results.model.accuracy import ACCURACY
 from results.model.schema import (
     HEADLINE_METRICS,
     LATENCIES,
@@ -248,6 +250,9 @@ def compare(
     shared = sorted(set(base_points) & set(cand_points), key=_sort_key)
     if not shared:
         raise ResultsError(_no_match_message(baseline, candidate))
+    # accuracy points have scores, not speeds: compared as changes with intervals, not ratios
+    accuracy = accuracy_deltas(baseline.ok_records, candidate.ok_records)
+    shared = [key for key in shared if key[0] != ACCURACY]
 
     points: list[PointComparison] = []
     for key in shared:
@@ -280,7 +285,7 @@ def compare(
                 f"metric(s) {', '.join(unseen)} reported by both sides at no shared point: "
                 "choose from the metrics the points report (--metrics all lists them)"
             )
-        if not seen:
+        if not seen and not accuracy:
             raise ResultsError(
                 "no headline metric is reported by both sides at any shared point: "
                 "use --metrics all"
@@ -297,4 +302,5 @@ def compare(
         skipped=skipped,
         only_baseline=only(base_points, cand_points),
         only_candidate=only(cand_points, base_points),
+        accuracy=accuracy,
     )

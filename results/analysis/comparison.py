@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from results.analysis.accuracy import AccuracyDelta
 from results.analysis.stats import Summary
 from results.errors import ResultsError
 from results.model.schema import MetricInfo, Record, metric_info
@@ -227,6 +228,8 @@ class Comparison:
     skipped: tuple[Skipped, ...]
     only_baseline: tuple[str, ...]
     only_candidate: tuple[str, ...]
+    # accuracy points (lm-eval) both sides ran: each score's change with its interval
+    accuracy: tuple[AccuracyDelta, ...] = ()
 
     def counts(self) -> dict[str, int]:
         found = {"better": 0, "worse": 0, "same": 0}
@@ -243,6 +246,12 @@ class Comparison:
             f"{len(self.points)} point(s) compared, {total} metric comparison(s): "
             f"{counts['better']} better, {counts['worse']} worse, {counts['same']} same"
         )
+        if self.accuracy:
+            moved = [d.verdict for d in self.accuracy]
+            line += (
+                f"; accuracy: {len(moved)} score(s), {moved.count('better')} better, "
+                f"{moved.count('worse')} worse, {moved.count('same')} same within the interval"
+            )
         if self.skipped:
             line += f"; {len(self.skipped)} point(s) skipped"
         if self.only_baseline or self.only_candidate:

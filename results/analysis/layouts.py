@@ -37,8 +37,20 @@ def _rest(record: Record) -> tuple[Any, ...]:
 
 
 def _gpus(records: Sequence[Record]) -> str:
+    """The GPUs a side's records use, "8" (or "4,8"); "" on the CPU."""
     counts = sorted({r.gpus_used for r in records if r.gpus_used}, key=int)
-    return ",".join(str(c) for c in counts) if counts else "-"
+    return ",".join(str(c) for c in counts)
+
+
+def _source(layout: str, gpus: str) -> str:
+    return f"layout={layout} ({gpus} GPUs)" if gpus else f"layout={layout}"
+
+
+def _gpus_text(base: str, cand: str) -> str:
+    """ "8 GPUs", "4 vs 8 GPUs", or "" when neither side used a GPU."""
+    if not base and not cand:
+        return ""
+    return f"{base} GPUs" if base == cand else f"{base or '-'} vs {cand or '-'} GPUs"
 
 
 def _label(record: Record) -> str:
@@ -52,6 +64,8 @@ def layout_pairs(records: Iterable[Record], values: Sequence[str]) -> list[AxisP
     rest of it equal: one pair of sides each; ResultsError naming the layouts present if none.
     """
     wanted = [v.strip().lower() for v in values]
+    if wanted[0] == wanted[1]:
+        raise ResultsError(f"--axis layout {values[0]} {values[1]}: give two different layouts")
     found = list(records)
     present = sorted({r.layout for r in found}, key=lambda v: natural_key(v.lower()))
     for given in wanted:
@@ -70,13 +84,12 @@ def layout_pairs(records: Iterable[Record], values: Sequence[str]) -> list[AxisP
     for base, cand in groups.values():
         if not base or not cand:
             continue
-        gpus = f"{_gpus(base)} vs {_gpus(cand)}"
-        others = {"rest": _label(base[0]), "gpus": gpus}
+        others = {"rest": _label(base[0]), "gpus": _gpus_text(_gpus(base), _gpus(cand))}
         pairs.append(
             AxisPair(
                 others,
-                Side("baseline", f"layout={values[0]} ({_gpus(base)} GPUs)", tuple(base)),
-                Side("candidate", f"layout={values[1]} ({_gpus(cand)} GPUs)", tuple(cand)),
+                Side("baseline", _source(values[0], _gpus(base)), tuple(base)),
+                Side("candidate", _source(values[1], _gpus(cand)), tuple(cand)),
             )
         )
     if not pairs:
@@ -88,7 +101,7 @@ def layout_pairs(records: Iterable[Record], values: Sequence[str]) -> list[AxisP
 
 
 def pair_heading(pair: AxisPair, values: Sequence[str]) -> str:
-    """'layout: 2xTP4 -> 8xTP1 on 8 vs 8 GPUs, model=..., precision=..., gpu=...'."""
-    return (
-        f"layout: {values[0]} -> {values[1]} on {pair.others['gpus']} GPUs, {pair.others['rest']}"
-    )
+    """'layout: 2xTP4 -> 8xTP1 on 8 GPUs, model=..., precision=..., gpu=...'."""
+    gpus, rest = pair.others["gpus"], pair.others["rest"]
+    where = f" on {gpus}" if gpus else ""
+    return f"layout: {values[0]} -> {values[1]}{where}, {rest}"

@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from results.model.accuracy import ACCURACY, parse_accuracy
 from results.model.schema import LATENCIES, latency_name, percentile_stat
 
 # vLLM renamed or added keys between releases; the value is the normalised metric name
@@ -212,4 +213,14 @@ def parse_throughput(raw: dict[str, Any], output_len: int | None) -> Parsed:
     for key, value in raw.items():
         if key not in known:
             _keep_aside(parsed, key, value)
+    return parsed
+
+
+def parse_lmeval(raw: dict[str, Any]) -> Parsed:
+    """The accuracy point's lm-eval results JSON: each task's scores and standard errors."""
+    found = parse_accuracy(raw)
+    parsed = Parsed(completed=found.samples, num_prompts=found.samples)
+    for name, value in found.metrics.items():
+        parsed.put(name, value)
+    parsed.extra[ACCURACY] = found.details
     return parsed

@@ -16,6 +16,7 @@ from results.model.parsers import (
     as_int,
     as_rate,
     parse_latency,
+    parse_lmeval,
     parse_serve,
     parse_throughput,
     uses_array,
@@ -194,6 +195,8 @@ def _parse(
     if scenario == "throughput":
         # output tokens are known exactly only when every request emits output_len
         return parse_throughput(raw, output_len if dataset == "random" else None)
+    if scenario == "accuracy":
+        return parse_lmeval(raw)
     return Parsed()
 
 
@@ -290,7 +293,7 @@ def records_from_run(rundir: RunDir) -> list[Record]:
                 else None
             ),
             batch_size=batch_size if scenario == "latency" else None,
-            dataset=dataset if scenario != "latency" else None,
+            dataset=dataset if scenario not in ("latency", "accuracy") else None,
             num_prompts=parsed.num_prompts or as_int(point.get("num_prompts")),
             verdict=verdict,
             reasons=reasons,

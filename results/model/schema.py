@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from results.errors import ResultsError
+from results.model.accuracy import parse_score_name
 from runner.rundir import NOT_RUN  # the contract's verdicts
 
 SCHEMA_VERSION = 1
@@ -69,12 +70,17 @@ def metric_info(name: str) -> MetricInfo:
     """The description of a normalised metric name; ResultsError if the name is not one."""
     if name in _FIXED:
         return _FIXED[name]
+    score = parse_score_name(name)
+    if score is not None:  # lm-eval's: a fraction (acc), or what the metric counts
+        label = f"{score.task} {score.metric}" + (" stderr" if score.stderr else "")
+        return MetricInfo(name, label, "score", "lower" if score.better == "lower" else "higher")
     match = _LATENCY_NAME.match(name)
     if match is None:
         known = ", ".join(sorted(_FIXED))
         raise ResultsError(
-            f"unknown metric {name!r}: use one of {known}, or a latency such as tpot_median_ms "
-            "(ttft|tpot|itl|e2el _ mean|median|std|pNN _ms)"
+            f"unknown metric {name!r}: use one of {known}, a latency such as tpot_median_ms "
+            "(ttft|tpot|itl|e2el _ mean|median|std|pNN _ms), or an accuracy TASK:METRIC "
+            "such as gsm8k:exact_match@strict-match"
         )
     family, stat = match["family"], match["stat"]
     label = f"{LATENCY_LABEL[family]} {'median' if stat == 'median' else stat}"

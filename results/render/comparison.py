@@ -8,6 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from results.analysis.accuracy import INTERVAL_TEXT
 from results.analysis.comparison import (
     ALPHA,
     CONFIDENCE,
@@ -26,6 +27,7 @@ from results.analysis.stats import Summary
 from results.errors import ResultsError
 from results.model.run_ids import short_run_ids
 from results.model.schema import MetricInfo
+from results.render.accuracy import delta_table
 
 FORMATS = ("table", "json", "markdown")
 
@@ -52,6 +54,8 @@ def comparison_dict(comparison: Comparison, gate: GateResult | None = None) -> d
             }
             for point in comparison.points
         ],
+        "accuracy": [d.to_dict() for d in comparison.accuracy],
+        "accuracy_interval": INTERVAL_TEXT,
         "skipped": [_skipped_dict(s) for s in comparison.skipped],
         "only_baseline": list(comparison.only_baseline),
         "only_candidate": list(comparison.only_candidate),
@@ -202,6 +206,9 @@ def format_comparison(
         if markdown:
             lines.append("")
         lines.append(_point_table(point, tablefmt))
+    if comparison.accuracy:  # beside the speed ratios: the scores' changes (lm-eval)
+        lines += ["", "### accuracy", ""] if markdown else ["", "accuracy"]
+        lines.append(delta_table(comparison.accuracy, tablefmt))
     notes = [
         f"skipped: {s.side} {s.label} ({short.get(s.run_id, s.run_id)}/{s.point_id}): "
         f"{s.verdict}: {s.reason}"

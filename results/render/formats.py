@@ -16,6 +16,7 @@ from results.analysis.slo import search_answers
 from results.errors import ResultsError
 from results.model.run_ids import short_run_ids
 from results.model.schema import HEADLINE_METRICS, LATENCIES, Record, format_rate, metric_info
+from results.render.accuracy import scores_table
 
 FORMATS = ("table", "csv", "json", "markdown")
 CAPTION = "TTFT, TPOT, ITL and E2EL columns are latencies in milliseconds (ms)"
@@ -193,7 +194,8 @@ def render_table(records: Sequence[Record], metrics: Sequence[str] | None = None
     metrics = DEFAULT_METRICS if metrics is None else metrics
     grid = _grid(records, metrics)
     caption = [CAPTION] if any(_LATENCY.match(m) for m in metrics) else []
-    return "\n".join([*caption, _simple(grid), *grid.notes])
+    accuracy = scores_table(records)  # lm-eval's scores do not fit the speed columns
+    return "\n".join([*caption, _simple(grid), *grid.notes, *(["", accuracy] if accuracy else [])])
 
 
 def render_markdown(records: Sequence[Record], metrics: Sequence[str] | None = None) -> str:
@@ -211,6 +213,9 @@ def render_markdown(records: Sequence[Record], metrics: Sequence[str] | None = N
     parts = [f"_{CAPTION}._", "", table]
     if grid.notes:
         parts += ["", *(f"- {note}" for note in grid.notes)]
+    accuracy = scores_table(records, "github")
+    if accuracy:
+        parts += ["", accuracy]
     return "\n".join(parts)
 
 

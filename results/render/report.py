@@ -22,6 +22,7 @@ from results.model.provenance import load_provenance
 from results.model.run_ids import short_run_ids
 from results.model.schema import LATENCIES, LATENCY_LABEL, Record, format_rate
 from results.model.sweeps import sweeps_of
+from results.render.accuracy import accuracy_vs_speed
 from results.render.charts import ERROR_BARS, SvgMarkups
 from results.render.report_provenance import GPU_COLUMNS, provenance_views
 from runner.rundir import FAILED, NOT_RUN, OK
@@ -308,6 +309,7 @@ def render_report(
             "gpu_columns": GPU_COLUMNS,
             "searches": _searches(records, runs),
             "sweeps": _sweeps(records),
+            "accuracy": accuracy_vs_speed(records),
         }
         figures = _figures(drawn, svgs.result())
     return _environment().get_template(TEMPLATE).render(page, figures=figures)

@@ -39,7 +39,7 @@ from ..rundir import (
     partial_dir,
     write_error_reason,
 )
-from . import host, probe, provenance, search, sonnet, tunableop
+from . import host, own, probe, provenance, search, sonnet, tunableop
 from .client import LoadGenerator, LoadGenUnavailable, loadgen_python, serve_args
 from .fleet import Fleet
 from .judge import Verdict, judge_point, slo_result
@@ -209,9 +209,8 @@ class JobRunner:
                 return self.loadgen.run(point.id, args, log, point.timeout_s)
             except LoadGenUnavailable as exc:
                 self._drop_loadgen(str(exc))
-        return run_command(
-            point.argv, cwd=self.work_dir, env=self.env, log=log, timeout_s=point.timeout_s
-        )
+        argv, env = own.resolve(point.argv, self.env)  # a command of the agent's own Python
+        return run_command(argv, cwd=self.work_dir, env=env, log=log, timeout_s=point.timeout_s)
 
     def _start_loadgen(self) -> None:
         """Start the sweep's load generator beside the server, so its import overlaps the start."""

@@ -175,6 +175,21 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
 @click.option(
     "--warmup-iters", type=int, default=3, show_default=True, help="latency: warm-up iterations"
 )
+@click.option(
+    "--tasks",
+    metavar="TASK,...",
+    help="accuracy: lm-eval tasks by name (mmlu_pro,gsm8k), or from --task-dir",
+)
+@click.option("--limit", type=int, help="accuracy: at most N documents per task (default: all)")
+@click.option(
+    "--num-fewshot", type=int, help="accuracy: few-shot examples per prompt (default: the task's)"
+)
+@click.option(
+    "--task-dir",
+    type=click.Path(path_type=Path),
+    help="accuracy: a folder of lm-eval task YAMLs (lm-eval's --include_path), for machines "
+    "with no hub access",
+)
 @click.option("--tp", type=int, default=1, show_default=True, help="tensor parallel size")
 @click.option(
     "--replicas",

@@ -29,6 +29,10 @@ def _no_prompt_file(run: Run, point: Point, paths: PathMap) -> SonnetJob | None:
     return None
 
 
+def _no_host_check(run: Run, environ: Mapping[str, str]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Scenario(Generic[P]):
     """One kind of measurement; its module registers it with `register(Scenario(...))`."""
@@ -43,6 +47,8 @@ class Scenario(Generic[P]):
     argv: Callable[[Run, Point, Target], list[str]]  # the point's command, run in the run dir
     judge: judges.Judge  # from runner/scenarios/judges/<name>.py, which the agent imports
     sonnet: Callable[[Run, Point, PathMap], SonnetJob | None] = _no_prompt_file
+    # what only the host can tell (its environment, read once at the edge): PlanError if wrong
+    check_host: Callable[[Run, Mapping[str, str]], None] = _no_host_check
 
     def params_of(self, run: Run) -> P:
         """This scenario's parameters in the Run."""

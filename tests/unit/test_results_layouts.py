@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from results.analysis.chartdata import layout_chart, serving_charts
-from results.analysis.layouts import layout_pairs
+from results.analysis.layouts import layout_pairs, pair_heading
 from results.analysis.query import Filter, load_records
 from results.cli import main
 from results.errors import ResultsError
@@ -131,7 +131,7 @@ def test_gpus_used_counts_data_parallel_once() -> None:
 def test_compare_axis_layout(root: Path) -> None:
     result = invoke("compare", "--root", root, "--axis", "layout", "2xTP4", "8xTP1")
     assert result.exit_code == 0, result.output
-    assert "== layout: 2xTP4 -> 8xTP1 on 8 vs 8 GPUs, model=tiny-llama" in result.output
+    assert "== layout: 2xTP4 -> 8xTP1 on 8 GPUs, model=tiny-llama" in result.output
     result = invoke(
         "compare", "--root", root, "--axis", "layout", "2xtp4", "8xtp1", "--format", "json"
     )
@@ -161,6 +161,12 @@ def test_compare_axis_layout_errors(root: Path) -> None:
     base = [r for r in records if r.layout == "2xTP4"]
     with pytest.raises(ResultsError, match="no configuration was run at both layout"):
         layout_pairs([*base, *moved], ("2xTP4", "8xTP1"))
+    with pytest.raises(ResultsError, match="give two different layouts"):
+        layout_pairs(records, ("2xTP4", "2xtp4"))
+    cpu = [Record.from_dict({**r.to_dict(), "gpu_count": 0}) for r in [*base, *other]]
+    (pair,) = layout_pairs(cpu, ("2xTP4", "8xTP1"))
+    assert pair_heading(pair, ("2xTP4", "8xTP1")).startswith("layout: 2xTP4 -> 8xTP1, model=")
+    assert pair.baseline.source == "layout=2xTP4"
 
 
 def test_a_chart_of_total_throughput_against_latency_per_layout(root: Path) -> None:

@@ -36,13 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_names_in_run_order_server_first() -> None:
-    assert scenarios.names() == ("serve", "latency", "throughput")
-    assert [scenarios.get(n).needs_server for n in scenarios.names()] == [True, False, False]
-    assert scenarios.choices() == "serve, latency or throughput"
+    assert scenarios.names() == ("serve", "accuracy", "latency", "throughput")
+    needs = [scenarios.get(n).needs_server for n in scenarios.names()]
+    assert needs == [True, True, False, False]
+    assert scenarios.choices() == "serve, accuracy, latency or throughput"
 
 
 def test_get_unknown_names_the_registered_ones() -> None:
-    with pytest.raises(PlanError, match="unknown scenario 'bogus': choose from serve, latency"):
+    with pytest.raises(PlanError, match="unknown scenario 'bogus': choose from serve, accuracy, latency"):
         scenarios.get("bogus")
 
 
