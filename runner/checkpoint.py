@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,12 +73,63 @@ def _compressed_tensors(config: Mapping[str, Any]) -> Quantization:
     kind = "fp" if weights.get("type") == "float" else "int"
     if w_bits is None:  # no group to read: the format name is all there is
         return Quantization("compressed-tensors", str(config.get("format") or "compressed-tensors"))
-    scheme = f"W{w_bits}A{a_bits or 16}-{kind.upper()}"
+    extra = ""
+    if isinstance(acts.get("dynamic"), bool):  # seed 003's question: dynamic or static scales
+        extra = ", dynamic" if acts["dynamic"] else ", static"
+    if isinstance(config.get("kv_cache_scheme"), dict):
+        extra += f", KV cache {_ct_kind(config['kv_cache_scheme'])}"
+    return _widths("compressed-tensors", kind, w_bits, a_bits, extra)
+
+
+def _ct_kind(args: Mapping[str, Any]) -> str:
+    """A compressed-tensors QuantizationArgs as fp8 / int8 / ..."""
+    kind = "fp" if args.get("type") == "float" else "int"
+    return f"{kind}{_int(args.get('num_bits')) or ''}"
+
+
+def _widths(
+    method: str, kind: str, w_bits: int, a_bits: int | None, extra: str = ""
+) -> Quantization:
+    scheme = f"W{w_bits}A{a_bits or 16}-{kind.upper()}{extra}"
     if a_bits == w_bits or (kind == "fp" and a_bits is None):
         label = f"{kind}{w_bits}"  # fp8, int8, fp4: weights (and activations) at that width
     else:
         label = f"w{w_bits}a{a_bits or 16}"  # weight-only or mixed: w4a16, w8a16, w4a8
-    return Quantization("compressed-tensors", label, w_bits, a_bits, scheme)
+    return Quantization(method, label, w_bits, a_bits, scheme)
+
+
+def _quark_dtype(spec: object) -> tuple[str, int] | None:
+    """A Quark tensor spec's dtype ("fp8_e4m3", "int8", "uint4", ...) as (fp|int, bits)."""
+    dtype = str(spec.get("dtype") or "") if isinstance(spec, dict) else ""
+    found = re.fullmatch(r"(fp|u?int)(\d+)(_.*)?", dtype)
+    if found is None:
+        return None
+    return ("fp" if found.group(1) == "fp" else "int"), int(found.group(2))
+
+
+def _quark(config: Mapping[str, Any]) -> Quantization:
+    """AMD Quark's HF export: global_quant_config's weight and input tensors, KV-cache scales."""
+    glob = config.get("global_quant_config")
+    glob = glob if isinstance(glob, dict) else {}
+    weights, acts = _quark_dtype(glob.get("weight")), _quark_dtype(glob.get("input_tensors"))
+    if weights is None:
+        return Quantization("quark", "quark")
+    extra = ""
+    if acts is not None:
+        dynamic = isinstance(glob.get("input_tensors"), dict) and glob["input_tensors"].get(
+            "is_dynamic"
+        )
+        extra += ", dynamic" if dynamic else ", static"
+    if config.get("kv_cache_quant_config"):
+        extra += ", KV cache fp8" if weights[0] == "fp" else ", KV cache quantized"
+    return _widths("quark", weights[0], weights[1], acts[1] if acts else None, extra)
+
+
+# formats whose config describes each tensor's type: read by their own functions
+_READERS: dict[str, Callable[[Mapping[str, Any]], Quantization]] = {
+    "compressed-tensors": _compressed_tensors,
+    "quark": _quark,
+}
 
 
 def describe(config: Mapping[str, Any]) -> Quantization | None:
@@ -85,8 +137,9 @@ def describe(config: Mapping[str, Any]) -> Quantization | None:
     method = str(config.get("quant_method") or "").lower()
     if not method:
         return None
-    if method == "compressed-tensors":
-        return _compressed_tensors(config)
+    reader = _READERS.get(method)
+    if reader is not None:
+        return reader(config)
     if method == "fp8":
         scheme = str(config.get("activation_scheme") or "dynamic")
         if config.get("weight_block_size"):

@@ -67,8 +67,8 @@ def model_dir(root: Path, quant: dict[str, Any] | None, name: str = "ckpt") -> P
         (FP8_DYNAMIC, Quantization("fp8", "fp8", 8, 8, "dynamic")),
         (FP8_STATIC, Quantization("fp8", "fp8", 8, 8, "static")),
         (FP8_BLOCK, Quantization("fp8", "fp8", 8, 8, "dynamic, block 128x128")),
-        (CT_FP8, Quantization("compressed-tensors", "fp8", 8, 8, "W8A8-FP")),
-        (CT_INT8, Quantization("compressed-tensors", "int8", 8, 8, "W8A8-INT")),
+        (CT_FP8, Quantization("compressed-tensors", "fp8", 8, 8, "W8A8-FP, dynamic")),
+        (CT_INT8, Quantization("compressed-tensors", "int8", 8, 8, "W8A8-INT, dynamic")),
         (CT_W4A16, Quantization("compressed-tensors", "w4a16", 4, None, "W4A16-INT")),
         (GPTQ_4BIT, Quantization("gptq", "gptq-int4", 4, None, "W4A16")),
         (AWQ_4BIT, Quantization("awq", "awq-int4", 4, None, "W4A16")),
@@ -98,7 +98,9 @@ def test_a_vlms_text_config_and_an_old_compression_config_count(tmp_path: Path) 
     vlm = tmp_path / "vlm"
     vlm.mkdir()
     (vlm / "config.json").write_text(json.dumps({"text_config": {"quantization_config": CT_FP8}}))
-    assert read_checkpoint(vlm)[0] == Quantization("compressed-tensors", "fp8", 8, 8, "W8A8-FP")
+    assert read_checkpoint(vlm)[0] == Quantization(
+        "compressed-tensors", "fp8", 8, 8, "W8A8-FP, dynamic"
+    )
     old = tmp_path / "old"
     old.mkdir()
     (old / "config.json").write_text(json.dumps({"compression_config": CT_INT8}))

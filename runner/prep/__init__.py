@@ -1,0 +1,1 @@
+"""`bench-prep`: quantized checkpoints for the benchmarks (llm-compressor, amd-quark)."""
