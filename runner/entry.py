@@ -335,6 +335,31 @@ def _say_translations(parts: Sequence[_RunParts], note: Note) -> None:
                 note(line)
 
 
+# Flags that place a run on this host; in a cluster the scheduler and device plugin place pods.
+_HOST_ONLY = ("gpus", "cpus", "keep", "base_image", "wheelhouse", "pip_extra_index_url",
+              "vllm_path", "port")  # fmt: skip
+
+
+def _check_cluster_request(request: RunRequest) -> None:
+    """Refuse what a cluster run cannot honour, one line each."""
+    request.check()
+    given = [name for name in _HOST_ONLY if getattr(request, name)]
+    if given:
+        flag = "--" + given[0].replace("_", "-").replace("vllm-path", "vllm")
+        raise PlanError(
+            f"{flag} is for this host (--executor docker or local); in a cluster the scheduler "
+            "and the GPU device plugin place each pod: drop it (--node-selector, --gpu-product "
+            "choose nodes)"
+        )
+    if getattr(request, "replicas", "1") != "1" or getattr(request, "spread", None):
+        raise PlanError("--replicas and --spread run on this host only: drop them for k8s")
+    if request.revision or request.hf_include:
+        raise PlanError(
+            "--revision and --hf-include choose files of a download here; in a pod vLLM "
+            "downloads the hub model itself: drop them (--engine-arg revision=REV pins one)"
+        )
+
+
 def cluster_plan(
     requests: Sequence[RunRequest],
     *,
@@ -348,14 +373,7 @@ def cluster_plan(
     manifests refuse it unless it lies on the model PVC).
     """
     for request in requests:
-        request.check()
-        if getattr(request, "replicas", "1") != "1" or getattr(request, "spread", None):
-            raise PlanError("--replicas and --spread run on this host only: drop them for k8s")
-        if request.revision or request.hf_include:
-            raise PlanError(
-                "--revision and --hf-include choose files of a download here; in a pod vLLM "
-                "downloads the hub model itself: drop them (--engine-arg revision=REV pins one)"
-            )
+        _check_cluster_request(request)
     parts = [_run_parts(request) for request in requests]
     note = note or _quiet
     image, image_note = _image_for(requests[0], parts[0].vendor, "k8s")

@@ -360,6 +360,8 @@ def test_the_schemas_refuse_what_a_cluster_would() -> None:
         ({"parallel": 0}, "--parallel: must be at least 1"),
         ({"supplemental_group": ("video",)}, "give numeric group ids"),
         ({"shm_size": "lots"}, "--shm-size 'lots'"),
+        ({"gpus": "0,1"}, "--gpus is for this host"),
+        ({"vllm_path": "/usr/bin/vllm"}, "--vllm is for this host"),
     ],
 )
 def test_bad_input_is_one_plan_error(options: dict[str, Any], expected: str) -> None:
