@@ -43,7 +43,7 @@ def test_names_in_run_order_server_first() -> None:
 
 
 def test_get_unknown_names_the_registered_ones() -> None:
-    with pytest.raises(PlanError, match="unknown scenario 'bogus': choose from serve, accuracy, latency"):
+    with pytest.raises(PlanError, match="'bogus': choose from serve, accuracy, latency"):
         scenarios.get("bogus")
 
 
