@@ -24,6 +24,13 @@ MAX_LINES = 20
 MAX_NOTES = 8
 # past this many distinct rates the ticks would collide; matplotlib picks them instead
 MAX_RATE_TICKS = 12
+# drawn against QPS where the agent's telemetry recorded them (runner/agent/probe.py)
+ENERGY_CHARTS = (
+    "gpu_power_mean_w",
+    "gpu_output_throughput_per_watt",
+    "cpu_power_mean_w",
+    "cpu_output_throughput_per_watt",
+)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _STAT = re.compile(r"^(mean|median|std|p\d+(\.\d+)?)$")
 
@@ -420,6 +427,9 @@ def serving_charts(
     lines = _lines(records)
     charts = [_qps_chart(lines, name) for name in names]
     charts.append(_tradeoff_chart(lines, x_name, y_name))
+    for name in ENERGY_CHARTS:  # power and tokens per joule vs QPS, where telemetry measured them
+        if any(name in r.metrics for r in records):
+            charts.append(_qps_chart(lines, name))
     if len(layouts(records)) > 1:  # replicas x TP compared: one curve per layout
         charts.append(layout_chart(records, x_name, y_name))
     return charts

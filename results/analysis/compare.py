@@ -19,6 +19,7 @@ from results.analysis.comparison import (
 from results.analysis.stats import Summary, welch_test
 from results.errors import ResultsError
 from results.model.accuracy import ACCURACY
+from results.model.probed import VIEWS
 from results.model.schema import (
     HEADLINE_METRICS,
     LATENCIES,
@@ -69,6 +70,8 @@ def parse_metrics(text: str | None) -> tuple[str, ...] | None:
             names += HEADLINE_METRICS
         elif name in LATENCIES:
             names += [latency_name(name, stat) for stat in HEADLINE_STATS]
+        elif name in VIEWS:  # energy (per watt, per token), server (its own counters)
+            names += VIEWS[name]
         else:
             metric_info(name)  # raises, naming the metrics there are
             names.append(name)

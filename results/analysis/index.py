@@ -24,8 +24,8 @@ from runner.rundir import PROVENANCE_FILE, RUN_FILE, STATUS_FILE
 INDEX_FILE = ".index.sqlite"  # hidden, so find_runs never takes it for a run
 # bump when the tables or what a row holds change: an index of another version is rebuilt
 # 2: records gained endpoint, prefix_len and lengths; 3: slo, search; 4: sweep;
-# 5: replicas, spread, partition
-INDEX_VERSION = 5
+# 5: replicas, spread, partition; 6: the agent's probe (server counters, telemetry) as metrics
+INDEX_VERSION = 6
 # a cold build of a large root holds the write lock for seconds; a second process waits for it
 BUSY_TIMEOUT_S = 60.0
 # below this many runs to read, starting worker processes costs more than it saves

@@ -38,7 +38,8 @@ from results.render.comparison import FORMATS, format_comparison, gate_lines
     "--metrics",
     metavar="NAMES",
     help="Comma list of metric names (tpot_median_ms), latency families (tpot: mean, median, "
-    "p99), 'headline' (default: req/s, output tok/s, TTFT/TPOT/ITL/E2EL mean, median, p99) "
+    "p99), 'headline' (default: req/s, output tok/s, TTFT/TPOT/ITL/E2EL mean, median, p99), "
+    "'energy' (power, J per token, tokens/s per watt), 'server' (its own counters) "
     "or 'all'. The gate checks the same set.",
 )
 @click.option(

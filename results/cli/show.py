@@ -9,6 +9,7 @@ import click
 from results.analysis.query import FILTER_KEYS, Filter, load_records
 from results.cli.common import SWEEP_HELP, paths_or_root, sweep_scope, warn
 from results.errors import ResultsError
+from results.model.probed import VIEWS
 from results.render.formats import FORMATS, parse_metrics, render
 
 # shorthand options, each the same as --where KEY=VALUE
@@ -47,6 +48,12 @@ def build_filter(where: tuple[str, ...], shorthands: dict[str, tuple[str, ...]])
     metavar="NAME[,NAME]",
     help="Metric columns (table, markdown, csv), e.g. tpot_p99_ms,output_throughput.",
 )
+@click.option(
+    "--view",
+    type=click.Choice(sorted(VIEWS)),
+    help="Preset metric columns: server (the server's own counters beside the client's, "
+    "KV cache, preemptions, the client's CPU), energy (power, J per token, tokens/s per watt).",
+)
 @click.option("--strict", is_flag=True, help="Fail on a directory that gives no records.")
 def show(
     paths: tuple[Path, ...],
@@ -60,6 +67,7 @@ def show(
     sweep: Path | None,
     fmt: str,
     metrics: str | None,
+    view: str | None,
     strict: bool,
 ) -> None:
     """Show every point of PATHS: run directories, or folders of them (a results root).
@@ -78,7 +86,7 @@ def show(
     }
     paths, where = sweep_scope(sweep, paths, where)
     selection = build_filter(where, {k: v for k, v in shorthands.items() if v})
-    columns = None
+    columns = VIEWS[view] if view is not None else None
     if metrics is not None:
         try:
             columns = parse_metrics(metrics)

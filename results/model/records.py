@@ -21,6 +21,8 @@ from results.model.parsers import (
     parse_throughput,
     uses_array,
 )
+from results.model.probed import probe_fields
+from results.model.roofline import achieved_bandwidth
 from results.model.rundir import RunDir
 from results.model.schema import Record, format_rate
 from runner.rundir import FAILED, NOT_RUN, OK, RUN_FILE
@@ -279,6 +281,8 @@ def records_from_run(rundir: RunDir) -> list[Record]:
             if raw is None
             else _parse(raw, scenario, batch_size, context["output_len"], dataset)
         )
+        probed, probe_warnings = probe_fields(entry)  # server counters, telemetry (probe.py)
+        parsed.metrics.update(probed)
         qps = as_rate(point.get("qps"))
         if qps is None and scenario == "serve":
             qps = parsed.request_rate
@@ -306,8 +310,10 @@ def records_from_run(rundir: RunDir) -> list[Record]:
             **(_slo_fields(entry, search) if scenario == "serve" else {}),
         )
         _per_gpu(parsed, record.gpus_used)
+        if scenario == "serve":  # decode-heavy points: achieved vs peak memory bandwidth
+            parsed.metrics.update(achieved_bandwidth(parsed.metrics, record.gpu_model))
         if verdict == OK:
-            warnings = _warnings(record)
+            warnings = (*_warnings(record), *probe_warnings)
             if warnings:
                 record = replace(record, warnings=warnings)
         records.append(record)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from results.errors import ResultsError
 from results.model.accuracy import parse_score_name
+from results.model.probed import PROBE_METRICS
 from runner.rundir import NOT_RUN  # the contract's verdicts
 
 SCHEMA_VERSION = 1
@@ -64,6 +65,8 @@ _FIXED: dict[str, MetricInfo] = {
         MetricInfo("total_output_tokens", "output tokens", "tokens", "higher"),
     )
 }
+# the agent's probe: the server's counters, the client's CPU, telemetry and energy (probed.py)
+_FIXED.update({n: MetricInfo(n, label, unit, b) for n, label, unit, b in PROBE_METRICS})
 
 
 def metric_info(name: str) -> MetricInfo:

@@ -70,6 +70,20 @@ def test_a_client_that_hides_output_is_caught_naming_both_numbers() -> None:
     assert "tok/s" in warnings[1] and f"{lying['output_throughput']:.1f}" in warnings[1]
 
 
+def test_the_cross_check_on_a_recorded_run_and_a_lying_client() -> None:
+    """A real run's status.json counters and raw JSON; then the client hides half its tokens."""
+    (run,) = list((FIXTURES / "runs-probed").iterdir())
+    status = json.loads((run / "status.json").read_text())
+    for entry in status["points"]:
+        raw = json.loads((run / entry["result"]).read_text())
+        server = entry["probe"]["metrics"]
+        assert server_metrics.cross_check(raw, server) == [], entry["id"]
+        honest = raw["total_output_tokens"]
+        lying = {**raw, "total_output_tokens": honest // 2}
+        (warning,) = server_metrics.cross_check(lying, server)
+        assert f"the client counted {honest // 2}, the server generated {honest}" in warning
+
+
 def test_test_and_warmup_requests_are_allowed_for() -> None:
     """vLLM's test request repeats the first prompt: the server counts it, the client does not."""
     client = {"completed": 4, "failed": 0, "total_output_tokens": 64, "output_lens": [16] * 4,
