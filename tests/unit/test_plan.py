@@ -10,6 +10,7 @@ import pytest
 
 from runner.errors import PlanError
 from runner.plan import EngineConfig, ModelRef, Plan, Run, parse_engine_args, parse_env
+from runner.scenarios.accuracy import AccuracyParams
 from runner.scenarios.latency import LatencyParams
 from runner.scenarios.serve import ServeParams
 from runner.scenarios.throughput import ThroughputParams
@@ -343,13 +344,14 @@ def test_run_holds_every_scenarios_params_defaults_for_the_others() -> None:
     run = make_run(REPO, scenarios=("latency",), serve=serve)
     assert run.params == {
         "serve": serve,
+        "accuracy": AccuracyParams(),  # --scenario accuracy (lm-eval), registered after serve
         "latency": LatencyParams(),
         "throughput": ThroughputParams(),
     }
     assert (run.serve, run.latency, run.throughput) == (serve, LatencyParams(), ThroughputParams())
     assert list(run.to_dict()) == [
-        "run_id", "vendor", "model", "engine", "scenarios", "serve", "latency", "throughput",
-        "input_len", "output_len", "env", "image", "schema", "points",
+        "run_id", "vendor", "model", "engine", "scenarios", "serve", "accuracy", "latency",
+        "throughput", "input_len", "output_len", "env", "image", "schema", "points",
     ]  # fmt: skip
 
 
