@@ -669,10 +669,12 @@ class _Handler(BaseHTTPRequestHandler):
         end = time.monotonic() + float(query.get("timeoutSeconds") or 300)
         since = int(query.get("resourceVersion") or 0)
         self._stream_start("application/json")
-        if since == 0:
-            for obj in self.api.items(res, ns, labels, fields):
+        if since == 0:  # the state now, then every change after it: read together
+            with self.api.lock:
+                current = self.api.items(res, ns, labels, fields)
+                since = self.api.rv
+            for obj in current:
                 self._line({"type": "ADDED", "object": obj})
-            since = self.api.rv
         while time.monotonic() < end and not self.api.closed:
             with self.api.lock:
                 fresh = [h for h in self.api.history if h[0] > since and h[1] == res]

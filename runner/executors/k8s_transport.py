@@ -41,6 +41,7 @@ from runner.rundir import (
 )
 
 READY_EVENT = "collect_ready"
+WATCH_S = 30.0  # the longest one watch of a pod runs before it is started again
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,9 @@ class K8sTransport:
         said_pending = False
         while not self._stop.is_set():
             waited = time.monotonic() - started
-            left = max(self.poll_s, self.pending_timeout_s - waited)
+            # Short watches: each starts from the pod's state now, so a missed change costs
+            # at most one of them.
+            left = min(WATCH_S, max(self.poll_s, self.pending_timeout_s - waited))
             for pod in self.cluster.watch_pods(self.ref.job_name, self.ref.index, left):
                 self.pod_name = pod.metadata.name
                 state = pod_state(pod)
