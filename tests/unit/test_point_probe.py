@@ -266,3 +266,46 @@ def test_watching_probes_serving_points_only(tmp_path: Path, metrics_server: str
     assert seen.report["sources"]["server"] == [metrics_server]
     assert seen.report["metrics"]["server_generation_tokens"] == 384
     assert seen.report["warnings"] == []
+
+
+class _NvmlStandIn:
+    """libnvidia-ml's calls as telemetry.Nvml makes them, answering with one H100's values
+    (a stand-in: no NVIDIA driver here; the values are the units NVML documents: mW, mJ)."""
+
+    def __init__(self, fail: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.fail = fail
+
+    def __getattr__(self, name: str) -> Any:
+        values: dict[str, Any] = {
+            "nvmlDeviceGetCount_v2": 1,
+            "nvmlDeviceGetPowerUsage": 412570,  # mW
+            "nvmlDeviceGetTotalEnergyConsumption": 123456789,  # mJ
+            "nvmlDeviceGetClockInfo": {1: 1980, 2: 2619},
+            "nvmlDeviceGetTemperature": 58,
+            "nvmlDeviceGetCurrentClocksThrottleReasons": 0x1 | 0x40,  # idle + HW thermal
+        }
+
+        def call(*args: Any) -> int:
+            if name in self.fail:
+                return 3  # NVML_ERROR_NOT_SUPPORTED
+            out: Any = args[-1]._obj if args else None
+            if name == "nvmlDeviceGetUtilizationRates":
+                out.gpu, out.memory = 97, 60
+            elif name == "nvmlDeviceGetMemoryInfo":
+                out.total, out.used, out.free = 80 * 2**30, 60 * 2**30, 20 * 2**30
+            elif name == "nvmlDeviceGetClockInfo":
+                out.value = values[name][args[1]]
+            elif name in values:
+                out.value = values[name]
+            return 0
+
+        return call
+
+
+def test_nvml_readings_in_their_documented_units() -> None:
+    (dev,) = telemetry.Nvml(_NvmlStandIn()).read()
+    assert dev == {"power_w": 412.57, "energy_j": 123456.789, "sm_clock_mhz": 1980.0,
+                   "mem_clock_mhz": 2619.0, "util_pct": 97.0, "mem_used_mib": 60 * 1024.0,
+                   "temp_c": 58.0, "throttle_mask": 64.0}  # fmt: skip  # idle is not throttling
+    (partial,) = telemetry.Nvml(_NvmlStandIn({"nvmlDeviceGetTotalEnergyConsumption"})).read()
+    assert "energy_j" not in partial and partial["power_w"] == 412.57  # left out, not zero

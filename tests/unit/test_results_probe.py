@@ -73,7 +73,8 @@ def test_show_views_and_compare_presets(run: Path) -> None:
     bad = CliRunner().invoke(main, ["show", str(run), "--view", "nope"])
     assert bad.exit_code == 2 and "nope" in bad.output
     assert parse_metrics("energy") == VIEWS["energy"]
-    assert parse_metrics("tpot,server")[-len(VIEWS["server"]) :] == VIEWS["server"]
+    both = parse_metrics("tpot,server")
+    assert both is not None and both[-len(VIEWS["server"]) :] == VIEWS["server"]
 
 
 def test_power_and_tokens_per_joule_charts_only_where_measured(run: Path) -> None:
