@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -216,3 +217,34 @@ def test_a_sweep_id_finds_the_sweep_by_its_label(cluster: Harness, tmp_path: Pat
     missing_one = runner.invoke(bench_run, ["k8s", "status", "no-such-sweep", *args],
                                 env=cluster.env())  # fmt: skip
     assert missing_one.exit_code == 2 and "no sweep 'no-such-sweep'" in missing_one.output
+
+
+def test_ctrl_c_deletes_the_sweep_and_finishes_the_run_as_interrupted(
+    cluster: Harness, tmp_path: Path
+) -> None:
+    if cluster.api is None:
+        pytest.skip("waits for the agent's first event in the stand-in's pod log")
+    out = tmp_path / "runs"
+    argv = [BENCH_RUN, *cluster.argv(out, "--server-timeout", "600")]
+    proc = subprocess.Popen(argv, env=cluster.env(), stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 120
+        root: Path = cluster.api.root  # type: ignore[attr-defined]
+        while time.monotonic() < end:
+            logs = list(root.glob("*/container.log"))
+            if logs and "server_starting" in logs[0].read_text(encoding="utf-8"):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the pod's agent never started its server")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    [run_dir] = _run_dirs(out)
+    status = _status(run_dir)
+    assert status["status"] == "interrupted" and "interrupted" in str(status["reason"])
+    assert not cluster.api.items("jobs", "bench", None, None)  # type: ignore[attr-defined]
+    assert not cluster.api.items("pods", "bench", None, None)  # type: ignore[attr-defined]
