@@ -75,6 +75,8 @@ def coerce(name: str, value: Any, where: str) -> Any:
         raise PlanError(f"{where}: {name} cannot be none: give a {kind}")
     if name == "qps" and isinstance(value, list | int | float):
         value = ",".join(str(v) for v in (value if isinstance(value, list) else [value]))
+    if name == "replicas" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a number of servers, or "auto"
     base = kind.removesuffix(" | None")
     ok = {
         "str": isinstance(value, str),

@@ -19,6 +19,7 @@ from runner.agent.procs import ServerFailed, spawn
 from runner.cli import main
 from runner.errors import PlanError
 from runner.jobs import Deadlines, build_job, extra_ports
+from runner.planfile import coerce
 from runner.replicas import Replicas, gpu_sets, parse_count, plan_replicas
 from runner.rundir import Job
 from tests.unit.job_runs import HOST, PORT, VLLM, local_model, make_run
@@ -380,3 +381,11 @@ def test_no_router_is_refused_before_any_server_starts(
     with pytest.raises(ConfigRejected, match="pip install vllm-router"):
         fleet.start()
     assert all(server.proc is None for server in fleet.servers)
+
+
+def test_plan_file_takes_replicas_as_a_number_or_auto() -> None:
+    assert coerce("replicas", 4, "plan.yaml:3") == "4"
+    assert coerce("replicas", "auto", "plan.yaml:3") == "auto"
+    assert coerce("spread", "clients", "plan.yaml:4") == "clients"
+    with pytest.raises(PlanError, match="replicas: True is not a str"):
+        coerce("replicas", True, "plan.yaml:3")
