@@ -3,6 +3,7 @@ its scores in records, show, compare and the report (from a real run's directory
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -22,8 +23,15 @@ from results.model.rundir import load_run
 from results.model.schema import metric_info
 from results.render.report import render_report
 from runner.agent import lmeval, own
+from runner.agent.core import run_job
+from runner.agent.util import Events
 from runner.cli import main as run_main
+from runner.jobs import Deadlines, build_job
+from runner.plan import EngineConfig, ModelRef, Run
+from runner.rundir import EXIT_FAILED
+from runner.scenarios.accuracy import AccuracyParams
 from runner.scenarios.judges.accuracy import judge
+from runner.scenarios.serve import ServeParams
 from tests.conftest import missing
 from tests.unit.test_cli_input import PLAN_ERROR, assert_one_error_line, cli_runner
 
@@ -271,3 +279,65 @@ def test_report_has_accuracy_vs_speed_per_model(tmp_path: Path) -> None:
     assert section.count("<tr><td>") == 2 and "kv-fp8" in section
     assert "0.2000 ± 0.1799" in section and "0.6500 ± 0.1960" in section
     assert "62.28" in section  # the baseline's peak output tokens/s, beside its scores
+
+
+# -- a server that dies during the evaluation, through the real agent --------------------------
+
+# A stand-in for `vllm serve` (the agent starts it as the run's server): it answers /health for
+# a few seconds, then dies, while lm-eval (real, started by the agent's wrapper) is still loading.
+_DYING_SERVER = """#!{python}
+import http.server, os, sys, threading, time
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", port), Health)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+time.sleep(4)
+print("stand-in server: dying now", flush=True)
+os._exit(1)
+"""
+
+
+def test_a_server_dying_during_the_evaluation_fails_the_point_with_its_tail(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    _needs_lmeval()
+    server = tmp_path / "bin" / "vllm"
+    server.parent.mkdir()
+    server.write_text(_DYING_SERVER.format(python=sys.executable))
+    server.chmod(0o755)
+    run = Run(
+        run_id="r-dies",
+        vendor="cpu",
+        model=ModelRef.resolve(str(model_dir)),
+        engine=EngineConfig(),
+        scenarios=("accuracy",),
+        params={
+            "accuracy": AccuracyParams(tasks=(TASK,), task_dir=str(TASK_DIR), limit=5),
+            "serve": ServeParams(client_mode="process"),  # no load generator to start
+        },
+        input_len=8,
+        output_len=8,
+    )
+    job = build_job(
+        run, vllm=str(server), host="127.0.0.1", port=_closed_port(),
+        deadlines=Deadlines(server_ready_s=60.0, point_s=300.0),
+        executor={"name": "test"}, commit=None,
+    )  # fmt: skip
+    code = run_job(json.loads(json.dumps(job.to_dict())), tmp_path / "runs", Events(io.StringIO()))
+    run_dir = tmp_path / "runs" / "r-dies"
+    status = json.loads((run_dir / "status.json").read_text())
+    (point,) = status["points"]
+    assert code == EXIT_FAILED and status["status"] == "failed"
+    assert point["verdict"] == "failed" and point["returncode"] == lmeval.EXIT_SERVER_DIED
+    assert point["reasons"][0] == f"exited with status {lmeval.EXIT_SERVER_DIED}"
+    assert point["reasons"][1].startswith("error: the server stopped answering")
+    assert point["log_tail"][-1] == point["reasons"][1]  # the tail is kept with the verdict
+    assert status["server"]["exit_status"] == 1
+    assert "stand-in server: dying now" in (run_dir / "server.log").read_text()
+    assert not (run_dir / "raw" / "accuracy.json").exists()
+    assert json.loads((run_dir / "run.json").read_text())["accuracy"]["tasks"] == [TASK]
