@@ -120,7 +120,7 @@ def _execute(executor: Executor, plan: Plan, reporter: ConsoleReporter) -> list[
     "--endpoint",
     default="completions",
     show_default=True,
-    help="serving: completions (/v1/completions) or chat (/v1/chat/completions)",
+    help="serving and accuracy: completions (/v1/completions) or chat (/v1/chat/completions)",
 )
 @click.option(
     "--prefix-len",
