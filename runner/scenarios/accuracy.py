@@ -241,19 +241,29 @@ def points(run: Run) -> list[Point]:
     return [Point("accuracy", "accuracy", num_prompts=ACCURACY.params_of(run).limit)]
 
 
+def served_name(run: Run, target: Target) -> str:
+    """The name the server answers to: --served-model-name's first, else the model's path."""
+    for key, value in run.engine.extra_args:
+        if key == "served-model-name" and value:
+            return value.split()[0]
+    return target.paths.model
+
+
 def accuracy_argv(run: Run, point: Point, target: Target) -> list[str]:
     params = ACCURACY.params_of(run)
     model, path = LMEVAL_MODELS[params.endpoint]
     base = f"http://{target.host}:{target.port}"
     model_args = [
         f"base_url={base}{path}",
-        f"model={target.paths.model}",
+        f"model={served_name(run, target)}",
         f"tokenizer={target.paths.model}",
         f"num_concurrent={params.num_concurrent}",
         "max_retries=3",
     ]
-    if run.engine.max_model_len is not None:
-        model_args.append(f"max_length={run.engine.max_model_len}")
+    # lm-eval truncates prompts to this; its own default (2048) may be below the model's
+    max_length = run.engine.max_model_len or run.model.max_position_embeddings()
+    if max_length is not None:
+        model_args.append(f"max_length={max_length}")
     return [
         AGENT_PYTHON, "-m", "runner.agent.lmeval",
         "--result", raw_result(point.id),

@@ -144,7 +144,14 @@ def test_dry_run_shows_lm_eval_against_the_shared_server(
     assert "base_url=http://127.0.0.1:8123/v1/completions" in line
     assert f"--tasks {TASK}" in line and "--limit 7" in line and "--num_fewshot 2" in line
     assert f"--include_path {TASK_DIR}" in line and "--result raw/accuracy.json" in line
+    assert f"model={model_dir},tokenizer={model_dir}," in line
+    assert "max_length=2048" in line  # the model's max_position_embeddings, not lm-eval's guess
     assert text.index("point serve-") < text.index("point accuracy")
+    # a --served-model-name is the name lm-eval asks the server for
+    args += ["--engine-arg", "served-model-name=tiny", "--max-model-len", "1536"]
+    result = _bench_run(model_dir, fake_vllm, tmp_path / "runs", *args, "--dry-run")
+    line = next(x for x in result.stdout.splitlines() if "runner.agent.lmeval" in x)  # type: ignore[attr-defined]
+    assert f"model=tiny,tokenizer={model_dir}," in line and "max_length=1536" in line
 
 
 # -- the agent's side: its own Python, the wrapper, the judge ----------------------------------
