@@ -151,12 +151,17 @@ class _Grid:
 def _grid(records: Sequence[Record], metrics: Sequence[str]) -> _Grid:
     runs = short_run_ids([r.run_id for r in records])
     multi_run = len(runs) > 1
-    headers = (["run"] if multi_run else []) + ["scenario", "QPS", "done/failed"]
+    # replicas x TP, where the records hold more than one (2xTP4 beside 8xTP1)
+    layouts = len({r.layout for r in records}) > 1
+    headers = (["run"] if multi_run else []) + (["layout"] if layouts else [])
+    headers += ["scenario", "QPS", "done/failed"]
     with_slo = any(rec.slo_met is not None for rec in records)
     headers += [_header(m) for m in metrics] + (["SLO"] if with_slo else []) + ["verdict"]
     rows: list[list[str]] = []
     for rec in records:
         row = [runs[rec.run_id]] if multi_run else []
+        if layouts:
+            row.append(rec.layout)
         done = "-" if rec.completed is None else str(rec.completed)
         failed = "-" if rec.failed is None else str(rec.failed)
         row += [rec.scenario, format_rate(rec.qps), f"{done}/{failed}"]
@@ -166,7 +171,7 @@ def _grid(records: Sequence[Record], metrics: Sequence[str]) -> _Grid:
             row.append("-" if rec.slo_met is None else "met" if rec.slo_met else "missed")
         row.append(rec.verdict)
         rows.append(row)
-    right = [header not in ("run", "scenario", "SLO", "verdict") for header in headers]
+    right = [header not in ("run", "layout", "scenario", "SLO", "verdict") for header in headers]
     searches = [answer.describe() for answer in search_answers(records)]
     return _Grid(headers, rows, right, [*searches, *_notes(records, runs, multi_run)])
 

@@ -101,6 +101,18 @@ def test_records_carry_the_layout(root: Path) -> None:
     assert {"replicas", "spread", "layout", "partition", "gpus_used"} <= set(header)
 
 
+def test_show_has_a_layout_column_where_layouts_differ(root: Path) -> None:
+    result = invoke("show", root)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("run "))
+    assert lines[start].split()[:3] == ["run", "layout", "scenario"]
+    rows = [line.split() for line in lines[start + 2 : start + 11]]  # 3 runs x 3 rates
+    assert sorted(row[1] for row in rows) == ["1xTP8"] * 3 + ["2xTP4"] * 3 + ["8xTP1"] * 3
+    one = invoke("show", root / "20261201-000002-tiny-llama-amd-bbbbbb")
+    assert " layout " not in one.output  # one layout: no column
+
+
 def test_layouts_survive_the_index_and_filter(root: Path) -> None:
     direct = load_records([root], use_index=False)
     indexed = load_records([root])  # builds the index
