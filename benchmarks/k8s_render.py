@@ -1,6 +1,6 @@
 """A 10,000-point plan rendered to Kubernetes manifests, timed (the issue's budget: <= 2 s).
 
-    python benchmarks/k8s_render.py [--repeat 5] [--model .cache/tiny-llama]
+    python benchmarks/k8s_render.py [--repeat 5] [--model .cache/tiny-llama] [--validate]
 
 The plan is plan_scale.py's (1,000 configurations x 10 rates). Times, in this process, the
 library's whole way (read, expand, order, cluster_plan, settings, render_plan, YAML of every
@@ -11,6 +11,7 @@ process, imports included).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -20,11 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import kubernetes_validate  # the dev extra
+import yaml
 from plan_scale import plan_text  # beside this file: its directory is on sys.path
 
 from runner.cli.manifests import write_files
 from runner.executors.k8s_settings import manifests_for
-from runner.executors.render.k8s import manifest_files
+from runner.executors.render.k8s import SUPPORTED_K8S, manifest_files
 from runner.planfile import expand, read_plan
 from runner.sweep import order, requests_for, run_name
 
@@ -70,10 +73,30 @@ def as_a_user(path: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - start, _children_cpu() - cpu
 
 
+def validated(out: Path) -> str:
+    """Every written object valid for the oldest and newest Kubernetes supported, and small
+    enough for kubectl apply's last-applied-configuration annotation (256 KiB in all)."""
+    files = sorted(out.iterdir())
+    for path in files:
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for version in SUPPORTED_K8S:
+            kubernetes_validate.validate(obj, f"{version}.0", strict=True)
+        own = sum(len(k) + len(v) for k, v in (obj["metadata"].get("annotations") or {}).items())
+        copy = len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+        assert own + copy + 48 <= 256 * 1024, f"{path.name}: too big for kubectl apply"
+    return f"{len(files)} files valid for Kubernetes {' and '.join(SUPPORTED_K8S)}; apply fits"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--model", type=Path, default=ROOT / ".cache" / "tiny-llama")
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="also check every object with kubernetes-validate (1.29, 1.37) and kubectl apply's "
+        "annotation limit (untimed)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,6 +107,8 @@ def main() -> None:
             *timed, runs, points, objects, size = in_process(path, Path(tmp) / f"lib-{n}")
             library.append(timed)
             users.append(as_a_user(path, Path(tmp) / f"user-{n}"))
+        if args.validate:
+            print(validated(Path(tmp) / "lib-0"))
     print(
         f"{runs} configurations, {points} points -> {objects} objects, "
         f"{size / 1e6:.1f} MB of YAML; {args.repeat} runs"

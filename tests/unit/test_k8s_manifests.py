@@ -44,6 +44,17 @@ def validate(objects: list[dict[str, Any]]) -> None:
     for obj in objects:
         for version in SUPPORTED_K8S:
             kubernetes_validate.validate(obj, f"{version}.0", strict=True)
+        assert_apply_fits(obj)
+
+
+def assert_apply_fits(obj: dict[str, Any]) -> None:
+    """`kubectl apply -f` can create it: its annotations plus kubectl's copy of the whole object
+    (last-applied-configuration, compact JSON) fit the API's 256 KiB of annotations."""
+    copy = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    own = obj["metadata"].get("annotations") or {}
+    total = sum(len(k.encode()) + len(v.encode()) for k, v in own.items())
+    total += len("kubectl.kubernetes.io/last-applied-configuration") + len(copy.encode())
+    assert total <= 256 * 1024, f"{obj['kind']} {obj['metadata']['name']}: {total} bytes"
 
 
 def render(**options: Any) -> tuple[list[dict[str, Any]], list[str]]:
@@ -225,7 +236,7 @@ def test_cpu_pods_ask_for_no_gpu_and_read_a_local_model_on_the_pvc(model: Path) 
 
 def test_the_pod_runs_the_mounted_agent_with_the_pod_options() -> None:
     objects, _ = render(vendor="nvidia", model="org/model", hold_s=600)
-    agent = objects[0]
+    agent_maps = {o["metadata"]["name"]: o for o in objects if "-agent-" in o["metadata"]["name"]}
     job = kind(objects, "Job")[0]
     (container,) = pod(job)["containers"]
     assert container["command"] == ["/bin/sh"]
@@ -237,12 +248,15 @@ def test_the_pod_runs_the_mounted_agent_with_the_pod_options() -> None:
         {"name": "collect", "containerPort": COLLECT_PORT, "protocol": "TCP"}
     ]
     (volume,) = [v for v in pod(job)["volumes"] if v["name"] == "agent"]
-    assert volume["configMap"]["name"] == agent["metadata"]["name"]
-    paths = {item["key"]: item["path"] for item in volume["configMap"]["items"]}
+    mounted = [source["configMap"] for source in volume["projected"]["sources"]]
+    assert sorted(m["name"] for m in mounted) == sorted(agent_maps)
     sources = agent_sources()
-    assert sorted(paths.values()) == sorted(sources)
-    for key, path in paths.items():
-        assert agent["data"][key] == sources[path].read_text("utf-8")
+    paths = [item["path"] for m in mounted for item in m["items"]]
+    assert sorted(paths) == sorted(sources)  # every file once
+    for config_map in mounted:
+        for item in config_map["items"]:
+            text = agent_maps[config_map["name"]]["data"][item["key"]]
+            assert text == sources[item["path"]].read_text("utf-8")
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["agent"] == {"name": "agent", "mountPath": AGENT_DIR, "readOnly": True}
     assert mounts["runs"]["mountPath"] == RUNS_DIR
@@ -317,11 +331,12 @@ def test_jobs_are_split_over_configmaps_before_the_limit() -> None:
         for n in range(1, 9)
     ]
     plan, settings, objects = manifests_for(requests)
-    one = len(kind(objects, "ConfigMap")[1]["data"]["job-0.json"])
+    (jobs_map,) = [o for o in kind(objects, "ConfigMap") if "-jobs-" in o["metadata"]["name"]]
+    one = len(jobs_map["data"]["job-0.json"])
     small = dataclasses.replace(settings, configmap_budget=3 * one)
     objects = render_plan(plan, small)
     validate(objects)
-    maps = kind(objects, "ConfigMap")[1:]
+    maps = [o for o in kind(objects, "ConfigMap") if "-jobs-" in o["metadata"]["name"]]
     assert len(maps) >= 3
     for config_map in maps:
         size = sum(len(k) + len(v.encode()) for k, v in config_map["data"].items())

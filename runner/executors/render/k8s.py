@@ -1,4 +1,4 @@
-"""A Plan as Kubernetes objects: Indexed Jobs, their jobs' ConfigMaps, the agent's ConfigMap.
+"""A Plan as Kubernetes objects: Indexed Jobs, their jobs' ConfigMaps, the agent's ConfigMaps.
 
 Pure: plain dicts from the plan and a frozen K8sSettings; no cluster, no model, no file is read
 (runner/executors/k8s_settings.py gathers what the settings hold: the image, the agent's files,
@@ -59,8 +59,9 @@ __all__ = [
     "SUPPORTED_K8S", "K8sSettings", "manifest_files", "pod_paths", "render_plan", "to_yaml",
 ]  # fmt: skip
 
-# All of an object's annotations together hold at most 256 KiB: a Job's run ids stay below this.
-ANNOTATION_BUDGET = 200 * 1024
+# All of an object's annotations together hold at most 256 KiB: a Job's run ids stay well below
+# it, leaving room for kubectl apply's copy of the whole Job (those run ids included).
+ANNOTATION_BUDGET = 100 * 1024
 MAX_INDEXES = 100_000  # the API's limit on completions with backoffLimitPerIndex
 
 T = TypeVar("T")
@@ -106,17 +107,36 @@ def _config_map(name: str, data: Mapping[str, str], settings: K8sSettings) -> di
             "data": dict(data)}  # fmt: skip
 
 
-def agent_config_map(settings: K8sSettings) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """The agent's files in one ConfigMap, and the items mounting each key at its path."""
-    items = []
-    data = {}
+def json_size(key: str, value: str) -> int:
+    """Bytes of `"key":"value",` in compact JSON (what kubectl apply's annotation holds)."""
+    if value.isascii() and value.isprintable():  # a job: no newline or other control character
+        escaped = len(value) + value.count('"') + value.count("\\")
+    else:
+        escaped = len(json.dumps(value, ensure_ascii=False).encode()) - 2
+    return len(key) + escaped + 6
+
+
+def agent_config_maps(
+    settings: K8sSettings,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The agent's files in ConfigMaps (keys cannot hold '/': items put each back at its path),
+    and the projected volume's sources mounting them."""
+    data: dict[str, str] = {}
+    paths: dict[str, str] = {}
     for path in sorted(settings.agent_files):
         key = path.replace("/", "__")
         if not CONFIGMAP_KEY.match(key) or key in data:
             raise PlanError(f"the agent's file {path} cannot be a ConfigMap key")
-        data[key] = settings.agent_files[path]
-        items.append({"key": key, "path": path})
-    return _config_map(f"{settings.sweep_id}-agent", data, settings), items
+        data[key], paths[key] = settings.agent_files[path], path
+    keys = list(data)
+    sizes = {i: json_size(k, data[k]) for i, k in enumerate(keys)}
+    maps, sources = [], []
+    for part, chunk in enumerate(_chunks(keys, sizes, settings.configmap_budget, 10**9), 1):
+        name = f"{settings.sweep_id}-agent-{part}"
+        maps.append(_config_map(name, {k: data[k] for k in chunk}, settings))
+        items = [{"key": k, "path": paths[k]} for k in chunk]
+        sources.append({"configMap": {"name": name, "items": items}})
+    return maps, sources
 
 
 def _job_text(run: Run, settings: K8sSettings, executor: dict[str, Any]) -> str:
@@ -148,7 +168,7 @@ FAILURE_POLICY = {
 
 
 def _job(
-    name: str, runs: Sequence[Run], settings: K8sSettings, maps: Sequence[str], items: list[Any]
+    name: str, runs: Sequence[Run], settings: K8sSettings, maps: Sequence[str], agent: list[Any]
 ) -> dict[str, Any]:
     count = len(runs)
     spec: dict[str, Any] = {
@@ -163,7 +183,7 @@ def _job(
         "ttlSecondsAfterFinished": settings.ttl_s,
         "template": {
             "metadata": {"labels": _labels(settings)},
-            "spec": pod_spec(runs[0], settings, maps, items),
+            "spec": pod_spec(runs[0], settings, maps, copy.deepcopy(agent)),
         },
     }
     if settings.active_deadline_s is not None:
@@ -191,10 +211,9 @@ def _groups_of(plan: Plan, settings: K8sSettings) -> list[list[Run]]:
 
 
 def render_plan(plan: Plan, settings: K8sSettings) -> list[dict[str, Any]]:
-    """The objects that run `plan`: the agent's ConfigMap, then per Job its jobs' ConfigMaps and
+    """The objects that run `plan`: the agent's ConfigMaps, then per Job its jobs' ConfigMaps and
     the Job. PlanError (one line) for anything a cluster would refuse or a pod could not reach."""
-    agent, items = agent_config_map(settings)
-    objects: list[dict[str, Any]] = [agent]
+    objects, agent = agent_config_maps(settings)
     number = 0
     for group in _groups_of(plan, settings):
         ids = {i: len(json.dumps(run.run_id)) + 2 for i, run in enumerate(group)}
@@ -205,7 +224,7 @@ def render_plan(plan: Plan, settings: K8sSettings) -> list[dict[str, Any]]:
             texts = {
                 job_file_name(i): _job_text(run, settings, executor) for i, run in enumerate(runs)
             }
-            sizes = {i: len(k) + len(v.encode()) for i, (k, v) in enumerate(texts.items())}
+            sizes = {i: json_size(k, v) for i, (k, v) in enumerate(texts.items())}
             maps = []
             for part, keys in enumerate(
                 _chunks(list(texts), sizes, settings.configmap_budget, 10**9)
@@ -213,7 +232,7 @@ def render_plan(plan: Plan, settings: K8sSettings) -> list[dict[str, Any]]:
                 map_name = f"{name}-jobs-{part + 1}"
                 maps.append(map_name)
                 objects.append(_config_map(map_name, {k: texts[k] for k in keys}, settings))
-            objects.append(_job(name, runs, settings, maps, items))
+            objects.append(_job(name, runs, settings, maps, agent))
     return objects
 
 

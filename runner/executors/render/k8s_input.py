@@ -15,9 +15,12 @@ from runner.agent.pod_contract import (
 from runner.errors import PlanError
 from runner.jobs import Deadlines
 
-# A ConfigMap holds at most 1 MiB (keys and values); jobs are split well before it.
+# A ConfigMap holds at most 1 MiB (keys and values). `kubectl apply -f` also copies each whole
+# object, as JSON, into its kubectl.kubernetes.io/last-applied-configuration annotation, and an
+# object's annotations hold at most 256 KiB: jobs and the agent's files are split so that each
+# ConfigMap's data, as JSON, stays under CONFIGMAP_BUDGET.
 CONFIGMAP_LIMIT = 1024 * 1024
-CONFIGMAP_BUDGET = 900 * 1024
+CONFIGMAP_BUDGET = 200 * 1024
 # The Kubernetes versions the manifests are validated for (tests/unit/test_k8s_manifests.py):
 # podFailurePolicy's FailIndex and backoffLimitPerIndex are on by default (beta) from 1.29.
 SUPPORTED_K8S = ("1.29", "1.37")

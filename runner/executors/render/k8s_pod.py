@@ -161,14 +161,13 @@ def _tolerations(profile: VendorProfile, settings: K8sSettings) -> list[dict[str
 
 
 def _volumes(
-    profile: VendorProfile, settings: K8sSettings, job_maps: Sequence[str], agent_items: list[Any]
+    profile: VendorProfile, settings: K8sSettings, job_maps: Sequence[str], agent: list[Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The pod's volumes and the container's mounts of them."""
     shm = shm_quantity(settings.shm_size or profile.default_shm_size)
     volumes: list[dict[str, Any]] = [
         {"name": "jobs", "projected": {"sources": [{"configMap": {"name": n}} for n in job_maps]}},
-        {"name": "agent", "configMap": {"name": f"{settings.sweep_id}-agent",
-                                        "items": agent_items, "defaultMode": 0o444}},
+        {"name": "agent", "projected": {"sources": agent, "defaultMode": 0o444}},
         {"name": "runs", "emptyDir": {}},
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
         {"name": "vllm-cache", "emptyDir": {}},
@@ -208,11 +207,11 @@ def _groups(profile: VendorProfile, settings: K8sSettings) -> list[int]:
 
 
 def pod_spec(
-    run: Run, settings: K8sSettings, job_maps: Sequence[str], agent_items: list[Any]
+    run: Run, settings: K8sSettings, job_maps: Sequence[str], agent: list[Any]
 ) -> dict[str, Any]:
     """The pod template's spec for `run` (and every run sharing its template)."""
     profile = profile_for(run.vendor)
-    volumes, mounts = _volumes(profile, settings, job_maps, agent_items)
+    volumes, mounts = _volumes(profile, settings, job_maps, agent)
     agent_args = [
         *("--jobs-dir", JOBS_DIR, "--out-root", RUNS_DIR),
         *("--collect-port", str(COLLECT_PORT), "--hold-s", str(settings.hold_s)),
