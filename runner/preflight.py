@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from runner.errors import PreflightError
-from runner.plan import Plan
+from runner.plan import Plan, Run
 from runner.vendors import Gpu, check_partition, discover, gpu_topology, profile_for
+from runner.vendors.amd_topology import partition_label, partition_modes
 
 INSTALL_HINT = (
     "install vLLM into this environment (pip install vllm; on a CPU host `make venv` installs "
@@ -63,6 +64,17 @@ def check_partitions(plan: Plan, gpus: tuple[int, ...] = ()) -> None:
     for run in plan.runs:
         if run.expect_partition is not None:
             check_partition(run.expect_partition, gpu_topology(run.vendor), gpus)
+
+
+def partition_line(run: Run, gpus: tuple[int, ...] = ()) -> str | None:
+    """--dry-run's word on --partition: what is expected, what this host's GPUs are in."""
+    if run.expect_partition is None:
+        return None
+    found = partition_label(*partition_modes(gpu_topology(run.vendor), gpus)) or "not readable"
+    return (
+        f"# --partition {run.expect_partition}: checked before anything starts (this host's "
+        f"GPUs: {found}); bench-run never changes the modes"
+    )
 
 
 def check_port(host: str, port: int) -> None:

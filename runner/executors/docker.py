@@ -27,7 +27,7 @@ from runner.images.modes import mode_for_run
 from runner.images.tuning import Tuning, run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, git_commit
 from runner.plan import Plan, Run
-from runner.preflight import check_partitions
+from runner.preflight import check_partitions, partition_line
 from runner.rundir import Job
 from runner.vendors import check_gpu_ids, check_host, discover, profile_for
 
@@ -208,6 +208,7 @@ class DockerExecutor:
             lines.append(f"# the launcher ({SHELL} -c above) runs the agent mounted at {AGENT_DIR}")
             lines.append("# with the image's Python; the agent adds the vendor tuning at run time")
             lines.append(tuning_line(self.tuning(run)))
+            lines += [line for line in (partition_line(run, self.settings.gpus),) if line]
             lines.append("# the agent's job inside it:")
             lines.append(json.dumps(prepared.job.to_dict(), indent=2))
             wanted = search.spec_from_serve(prepared.job.run.get("serve") or {})

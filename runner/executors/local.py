@@ -25,7 +25,14 @@ from runner.images.modes import mode_for_run
 from runner.images.tuning import Tuning, run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, extra_ports, git_commit, vendor_env
 from runner.plan import Plan, Run
-from runner.preflight import check_gpus, check_partitions, check_port, find_vllm, free_port
+from runner.preflight import (
+    check_gpus,
+    check_partitions,
+    check_port,
+    find_vllm,
+    free_port,
+    partition_line,
+)
 from runner.rundir import Job
 from runner.vendors import profile_for
 
@@ -128,6 +135,7 @@ class LocalExecutor:
             secrets = secret_values({**os.environ, **env})
             lines.append(f"# run {run.run_id} -> {self.settings.out_root / run.run_id}")
             lines.append(tuning_line(local_tuning(run)))
+            lines += [line for line in (partition_line(run),) if line]
             lines.append("# environment added to every command (besides the inherited one):")
             lines += [f"export {k}={shlex.quote(v)}" for k, v in redact_env(env, secrets).items()]
             if job.replicas is not None:

@@ -149,14 +149,14 @@ def check_partition(
     if not missing:
         return
     which = f"GPUs {','.join(map(str, gpus))}" if gpus else "this node's AMD GPUs"
-    state = (
-        f"{which} are in {found.upper()}"
-        if found
-        else f"the partition mode of {which} could not be read (amd-smi static --partition, "
-        "/sys/class/drm/card*/device/current_compute_partition)"
-    )
+    if not found:
+        raise PartitionMismatch(
+            f"--partition {expected}: the partition modes of {which} could not be read "
+            "(/sys/class/drm/card*/device/current_compute_partition, amd-smi static "
+            "--partition): run on the AMD node itself, with amd-smi on PATH, or drop --partition"
+        )
     raise PartitionMismatch(
-        f"--partition {expected}: {state}; bench-run never changes it (root, and it resets "
-        f"the GPUs): when the GPUs are idle run {set_partition_commands(expected)}, "
-        "or drop --partition"
+        f"--partition {expected}: {which} are in {found.upper()}; bench-run never changes it "
+        f"(root, and it resets the GPUs): when the GPUs are idle run "
+        f"{set_partition_commands(expected)}, or drop --partition"
     )

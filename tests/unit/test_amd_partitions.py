@@ -14,7 +14,7 @@ from runner.agent.tunableop import config_dir, gpu_key
 from runner.cli import main
 from runner.errors import PlanError
 from runner.plan import EngineConfig, ModelRef, Plan, Run
-from runner.preflight import check_partitions
+from runner.preflight import check_partitions, partition_line
 from runner.rundir import Job
 from runner.vendors import (
     PartitionMismatch,
@@ -171,6 +171,21 @@ def test_preflight_and_agent_refuse_a_mismatch(
     job = Job(run=_run("amd", "cpx").to_dict(), vllm="vllm", points=())
     with pytest.raises(agent_host.ConfigRejected, match="are in SPX/NPS1"):
         agent_host.check_gpus(job)
+
+
+def test_dry_run_says_what_is_expected_and_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = build(tmp_path / "host", Host(gpus=2, partitions=1, compute="SPX", memory="NPS1"))
+    monkeypatch.setattr(topology, "HOST_ROOT", str(root))
+    assert partition_line(_run("amd", "cpx/nps4")) == (
+        "# --partition cpx/nps4: checked before anything starts (this host's GPUs: spx/nps1); "
+        "bench-run never changes the modes"
+    )
+    assert partition_line(_run("amd", None)) is None
+    monkeypatch.setattr(topology, "HOST_ROOT", str(tmp_path / "nothing"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    assert "(this host's GPUs: not readable)" in (partition_line(_run("amd", "cpx")) or "")
 
 
 def test_bench_run_partition_cpx_on_spx_node_exits_2_starting_nothing(
