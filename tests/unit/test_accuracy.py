@@ -348,3 +348,22 @@ def test_a_server_dying_during_the_evaluation_fails_the_point_with_its_tail(
     assert "stand-in server: dying now" in (run_dir / "server.log").read_text()
     assert not (run_dir / "raw" / "accuracy.json").exists()
     assert json.loads((run_dir / "run.json").read_text())["accuracy"]["tasks"] == [TASK]
+
+
+def test_an_environment_without_lm_eval_fails_the_point_in_one_line() -> None:
+    # -S: no site-packages, as in an image without lm-eval; the agent's files come from the
+    # checkout (the working directory), as the image's PYTHONPATH gives them
+    argv = [sys.executable, "-S", "-m", "runner.agent.lmeval", "--result", "raw/a.json"]
+    proc = subprocess.run(
+        [*argv, "--", "--tasks", TASK],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == lmeval.EXIT_NO_LMEVAL, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"error: lm-eval is not installed for {sys.executable}: install it where the agent runs "
+        "(pip install 'vllm-bench-images[eval]', or lm-eval[api] in the image)"
+    ]
