@@ -23,6 +23,7 @@ from runner.errors import PlanError
 from runner.executors.render.k8s import K8sSettings, render_plan
 from runner.executors.render.k8s_input import parse_selector
 from runner.images.catalog import Catalog, load_catalog
+from runner.images.modes import mode_for_run
 from runner.images.resources import agent_sources
 from runner.images.tuning import run_tuning
 from runner.jobs import Deadlines, git_commit
@@ -77,12 +78,23 @@ def settings_from_requests(
     }
     root = first.model_pvc_root
     catalog = load_catalog()
+    modes: dict[str | None, dict[str, str]] = {}  # as docker: a partition mode's own tuning
+    for run in plan.runs:
+        mode = mode_for_run(run.expect_partition, run.engine.tp)
+        if mode not in modes:
+            modes[mode] = run_tuning(vendor, image_choice, catalog, mode=mode).env
+    by_run = {
+        run.run_id: modes[mode]
+        for run in plan.runs
+        if (mode := mode_for_run(run.expect_partition, run.engine.tp)) is not None
+    }
     return K8sSettings(
         sweep_id=first.sweep_id or sweep_id or default_sweep_id(repr(requests)),
         image=pod_image(image_choice, catalog),
         namespace=first.namespace,
         agent_files={path: source.read_text("utf-8") for path, source in agent_sources().items()},
-        tuned_env=run_tuning(vendor, image_choice, catalog).env,
+        tuned_env=modes[None] if None in modes else run_tuning(vendor, image_choice, catalog).env,
+        run_tuned_env=by_run,
         pull=first.pull,
         node_selector=tuple(parse_selector(item) for item in first.node_selector),
         gpu_products=products,

@@ -455,3 +455,25 @@ def test_the_dataset_and_the_draft_model_are_read_from_the_pvc(model: Path) -> N
     assert agent_job["run"]["serve"]["dataset_path"] == "/models/data/sharegpt.json"
     assert all("/models/data/sharegpt.json" in p["argv"] for p in agent_job["points"])
     assert str(pvc) not in "".join(manifest_files(objects).values())
+
+
+def test_a_cpx_partition_at_tp_1_gets_its_modes_tuning_as_docker_does() -> None:
+    from runner.images.tuning import run_tuning
+
+    requests = [
+        RunRequest.from_options(
+            {"vendor": "amd", "model": "org/model", "tp": tp, "partition": "cpx/nps4",
+             "sweep_id": "sweep-c"}
+        )
+        for tp in (1, 2)
+    ]  # fmt: skip
+    _, _, objects = manifests_for(requests)
+    validate(objects)
+    tuned = {}
+    for job in kind(objects, "Job"):
+        for agent_job in jobs_of(objects, job).values():
+            tuned[agent_job["run"]["engine"]["tp"]] = agent_job["tuned_env"]
+    cpx = run_tuning("amd", "rocm-vllm-openai", mode="cpx").env
+    plain = run_tuning("amd", "rocm-vllm-openai").env
+    assert cpx != plain  # the mode changes something, or this test shows nothing
+    assert tuned == {1: cpx, 2: plain}

@@ -145,7 +145,7 @@ def _job_text(run: Run, settings: K8sSettings, executor: dict[str, Any]) -> str:
     job = build_job(
         run, vllm="vllm", host="127.0.0.1", port=CONTAINER_PORT, deadlines=settings.deadlines,
         executor=executor, commit=settings.commit, paths=pod_paths(run, settings),
-        tuned_env=settings.tuned_env, tunableop_dir=profile.tunableop_dir,
+        tuned_env=settings.tuning(run.run_id), tunableop_dir=profile.tunableop_dir,
     )  # fmt: skip
     return json.dumps(job.to_dict(), separators=(",", ":"))
 

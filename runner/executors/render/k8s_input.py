@@ -111,6 +111,8 @@ class K8sSettings:
     namespace: str = "default"
     agent_files: Mapping[str, str] = field(default_factory=dict)  # path -> text (resources.py)
     tuned_env: Mapping[str, str] = field(default_factory=dict)  # the catalog's run scope
+    # a run's own tuning where it differs (a partition mode's, runner/images/modes.py), by run id
+    run_tuned_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     pull: str = "missing"
     node_selector: tuple[tuple[str, str], ...] = ()
     gpu_product: str | None = None
@@ -172,6 +174,9 @@ class K8sSettings:
         for gid in self.supplemental_groups or ():
             if not 0 <= gid < 2**31:
                 raise PlanError(f"--supplemental-group {gid}: not a group id")
+
+    def tuning(self, run_id: str) -> Mapping[str, str]:
+        return self.run_tuned_env.get(run_id, self.tuned_env)
 
     def product(self, run_id: str) -> str | None:
         return self.gpu_products.get(run_id, self.gpu_product)
