@@ -331,6 +331,7 @@ def test_jobs_are_split_over_configmaps_before_the_limit() -> None:
         for n in range(1, 9)
     ]
     plan, settings, objects = manifests_for(requests)
+    validate(objects)
     (jobs_map,) = [o for o in kind(objects, "ConfigMap") if "-jobs-" in o["metadata"]["name"]]
     one = len(jobs_map["data"]["job-0.json"])
     small = dataclasses.replace(settings, configmap_budget=3 * one)
@@ -406,7 +407,8 @@ def test_a_template_with_more_run_ids_than_an_annotation_holds_is_several_jobs(
         )
         for n in range(1, 6)
     ]
-    plan, settings, _ = manifests_for(requests)
+    plan, settings, objects = manifests_for(requests)
+    validate(objects)
     monkeypatch.setattr(k8s, "ANNOTATION_BUDGET", 2 * (len(plan.runs[0].run_id) + 4))
     objects = render_plan(plan, settings)
     validate(objects)
