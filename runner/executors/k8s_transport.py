@@ -323,8 +323,8 @@ class K8sTransport:
                 self.on_event({"event": "warning", "text": self.problem})
                 seed_partial(self.out_root, self.ref.run_id, self.job)
                 return
-            self.on_event({"event": "collected", "run_id": self.ref.run_id,
-                           "pod": self.pod_name})  # fmt: skip
+            text = f"collected run {self.ref.run_id} from pod {self.pod_name}"
+            self.on_event({"event": "note", "text": text})
             return
         seed_partial(self.out_root, self.ref.run_id, self.job)
 
