@@ -191,8 +191,10 @@ class Fleet:
     def _pin_env(self, server: Mapping[str, Any], cpus: list[int] | None) -> dict[str, str]:
         env = {str(k): str(v) for k, v in (server.get("env") or {}).items()}
         if cpus and not self.spec.get("uses_gpus"):
-            # vLLM's CPU backend binds its OpenMP threads itself: to this replica's share
-            env["VLLM_CPU_OMP_THREADS_BIND"] = pinning.format_cpulist(cpus)
+            # vLLM's CPU backend binds its OpenMP threads itself: to this replica's share; with
+            # --data-parallel-size N, engine k takes the k-th of N lists joined by "|"
+            shares = pinning.split_evenly(cpus, self.count) if self.spread == "dp" else [cpus]
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(map(pinning.format_cpulist, shares))
         return env
 
     @property
@@ -327,8 +329,12 @@ class Fleet:
         if self.spread == "dp":  # one server: its engines are the replicas
             server = self.servers[0]
             code = server.proc.returncode if server.proc is not None else None
+            every = self.cpus[0]
+            shares: list[list[int] | None] = [every] * self.count
+            if every and not self.spec.get("uses_gpus"):  # the CPU: engine k on share k
+                shares = list(pinning.split_evenly(every, self.count))
             return [
-                {"index": k, "gpus": gpus, "cpus": self.cpus[0], "log": server_log(0),
+                {"index": k, "gpus": gpus, "cpus": shares[k], "log": server_log(0),
                  "ready_s": self.ready_s[0], "exit_status": code}
                 for k, gpus in enumerate(self.sets)
             ]  # fmt: skip

@@ -389,3 +389,14 @@ def test_plan_file_takes_replicas_as_a_number_or_auto() -> None:
     assert coerce("spread", "clients", "plan.yaml:4") == "clients"
     with pytest.raises(PlanError, match="replicas: True is not a str"):
         coerce("replicas", True, "plan.yaml:3")
+
+
+def test_cpu_dp_engines_each_get_a_share(tmp_path: Path) -> None:
+    """vLLM's CPU backend gives DP engine k the k-th '|'-separated CPU list (seen: 0.32)."""
+    spec = _fleet_spec([sys.executable, "-c", "pass"], router=False)
+    spec.update(spread="dp", servers=spec["servers"][:1])
+    fleet = Fleet(spec, vendor="cpu", vllm="vllm", work_dir=tmp_path, env={}, stop_timeout_s=5)
+    shares = pinning.split_evenly(pinning.allowed_cpus(), 2)
+    bind = "|".join(pinning.format_cpulist(s) for s in shares)
+    assert fleet.servers[0].env["VLLM_CPU_OMP_THREADS_BIND"] == bind
+    assert [r["cpus"] for r in fleet.describe()] == shares
