@@ -294,14 +294,19 @@ class Fleet:
             )
         codes: list[int | None] = []
         timed_out = False
-        for proc in procs:
-            left = point.timeout_s - (time.monotonic() - started)
-            try:
-                codes.append(proc.wait(timeout=max(left, 0.1)))
-                reap_group(proc.pid)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                codes.append(kill_group(proc, 15.0))
+        try:
+            for proc in procs:
+                left = point.timeout_s - (time.monotonic() - started)
+                try:
+                    codes.append(proc.wait(timeout=max(left, 0.1)))
+                    reap_group(proc.pid)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    codes.append(kill_group(proc, 15.0))
+        except BaseException:  # interrupted: no client outlives the point
+            for proc in procs:
+                kill_group(proc, 5.0)
+            raise
         code = None if timed_out else next((c for c in codes if c), 0)
         self._merge(point, args, log)
         return CommandResult(code, time.monotonic() - started, timed_out)
