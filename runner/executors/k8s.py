@@ -217,8 +217,13 @@ def prepare_k8s(
     first = requests[0]
     folder = first.out_dir
     sweep_id = folder.name if folder.name.startswith("sweep-") else None
-    plan, image = cluster_plan(requests, run_ids=run_ids, note=note)
+    said: list[str] = []  # said once the plan renders: a refusal is then the only line
+    plan, image = cluster_plan(requests, run_ids=run_ids, note=said.append)
     settings = settings_from_requests(requests, plan, image, sweep_id)
+    render_plan(plan, settings)  # what a cluster would refuse: PlanError before anything
+    for line in said:
+        if note is not None:
+            note(line)
     cluster_settings = ClusterSettings(
         out_root=folder,
         context=first.context,
