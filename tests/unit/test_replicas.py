@@ -17,10 +17,12 @@ from runner.agent.fleet import Fleet, client_args, goodput_of, success_counts
 from runner.agent.host import ConfigRejected
 from runner.agent.procs import ServerFailed, spawn
 from runner.cli import main
+from runner.entry import choose_executor
 from runner.errors import PlanError
 from runner.jobs import Deadlines, build_job, extra_ports
 from runner.planfile import coerce
 from runner.replicas import Replicas, gpu_sets, parse_count, plan_replicas
+from runner.request import RunRequest
 from runner.rundir import Job
 from tests.unit.job_runs import HOST, PORT, VLLM, local_model, make_run
 from tests.unit.test_cli_input import PLAN_ERROR, assert_one_error_line, cli_runner
@@ -400,3 +402,11 @@ def test_cpu_dp_engines_each_get_a_share(tmp_path: Path) -> None:
     bind = "|".join(pinning.format_cpulist(s) for s in shares)
     assert fleet.servers[0].env["VLLM_CPU_OMP_THREADS_BIND"] == bind
     assert [r["cpus"] for r in fleet.describe()] == shares
+
+
+def test_auto_executor_runs_replicas_here() -> None:
+    request = RunRequest(model="m", replicas="2", gpus="0,1,2,3")
+    name, why = choose_executor(request, {"DOCKER_HOST": "unix:///nonexistent"})
+    assert name == "local" and "--replicas" in why
+    with_image = RunRequest(model="m", replicas="2", image="x")
+    assert choose_executor(with_image, {})[0] == "docker"  # then refused in one line (above)
