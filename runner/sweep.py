@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,10 @@ def run_name(index: int, configuration: Configuration, attempt: int = 1) -> str:
     return f"c{index:04d}-{slug.strip('-')}{suffix}"
 
 
+# RunRequest's path-valued fields (wheelhouse, out_dir, model_pvc_root, ...)
+_PATH_FIELDS = tuple(f.name for f in fields(RunRequest) if "Path" in str(f.type))
+
+
 def requests_for(
     configurations: Sequence[Configuration], out_dir: Path | None = None
 ) -> list[RunRequest]:
@@ -46,8 +50,9 @@ def requests_for(
         options = dict(configuration.options)
         if not options.get("model"):
             raise PlanError("the plan gives no model: add `model: ...` to the file, or --model")
-        if isinstance(options.get("wheelhouse"), str):  # read back from sweep.json
-            options["wheelhouse"] = Path(options["wheelhouse"])
+        for name in _PATH_FIELDS:  # read back from sweep.json as text
+            if isinstance(options.get(name), str):
+                options[name] = Path(options[name])
         request = RunRequest.from_options(options)
         requests.append(request if out_dir is None else replace(request, out_dir=out_dir))
     return requests

@@ -193,12 +193,23 @@ class K8sExecutor:
 
         supervisor = Supervisor(out_root, self.cluster_settings.interrupt_grace_s)
         outcomes = supervisor.run_plan(plan.runs, follow, on_event)
-        if any(t.stuck for t in started) and not cancelled:
-            # A pod stuck Pending still asks for its GPUs; pods that ran have been collected.
+        if any(t.stuck or t.problem for t in started) and not cancelled:
+            # Every index was collected or has failed by now. A pod stuck Pending still asks for
+            # its GPUs, and the Job would run an OOM-killed or evicted index again (backoff,
+            # disruptions ignored) with nobody to collect it: the sweep goes.
             cancel()
             on_event({"event": "note", "text": f"deleted sweep {self.settings.sweep_id}'s Jobs "
-                      "and ConfigMaps: a pod could not start"})  # fmt: skip
+                      "and ConfigMaps: a pod could not start or was lost"})  # fmt: skip
         return outcomes
+
+
+def _sweep_id(folder: Path) -> str:
+    """A sweep folder's name; a resumed sweep's objects get -r2, -r3... (the first may remain)."""
+    found, attempt = folder.name, 1
+    while record_path(folder, found).exists():
+        attempt += 1
+        found = f"{folder.name}-r{attempt}"
+    return found
 
 
 def _connect(settings: ClusterSettings, namespace: str) -> Cluster:
@@ -216,7 +227,7 @@ def prepare_k8s(
     and the executor; a sweep folder's name is the sweep id unless --sweep-id gives one."""
     first = requests[0]
     folder = first.out_dir
-    sweep_id = folder.name if folder.name.startswith("sweep-") else None
+    sweep_id = _sweep_id(folder) if folder.name.startswith("sweep-") else None
     said: list[str] = []  # said once the plan renders: a refusal is then the only line
     plan, image = cluster_plan(requests, run_ids=run_ids, note=said.append)
     settings = settings_from_requests(requests, plan, image, sweep_id)

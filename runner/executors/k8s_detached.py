@@ -69,10 +69,12 @@ def find_sweep(
 ) -> Sweep:
     """SWEEP as a folder, a record file or a sweep id; PlanError when it is none of them."""
     path = Path(where)
-    candidates = [path / RECORD_FILE, path, out_dir / where / RECORD_FILE]
-    candidates += [out_dir / f"k8s-{where}.json"]
-    if path.is_dir():
-        candidates += sorted(path.glob("k8s-*.json"))
+    candidates = [path, out_dir / f"k8s-{where}.json", out_dir / where / RECORD_FILE]
+    if path.is_dir():  # the latest submission from it (a resumed sweep's is -r2, -r3...)
+        records = [path / RECORD_FILE, *path.glob("k8s-*.json")]
+        candidates[:1] = sorted(
+            (p for p in records if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True
+        )
     for candidate in candidates:
         record = read_record(candidate) if candidate.is_file() else None
         if record is not None:

@@ -248,3 +248,25 @@ def test_ctrl_c_deletes_the_sweep_and_finishes_the_run_as_interrupted(
     assert status["status"] == "interrupted" and "interrupted" in str(status["reason"])
     assert not cluster.api.items("jobs", "bench", None, None)  # type: ignore[attr-defined]
     assert not cluster.api.items("pods", "bench", None, None)  # type: ignore[attr-defined]
+
+
+def test_a_plan_resumed_on_the_cluster_submits_new_objects(
+    cluster: Harness, tmp_path: Path
+) -> None:
+    """A sweep resumed (--resume) submits under its own id: the first one's objects may remain."""
+    cluster.fault(0, "unbound-pvc")
+    plan = tmp_path / "plan.yaml"
+    flags = cluster.argv(tmp_path / "runs", "--pending-timeout", "2")
+    plan.write_text(f"model: {cluster.model}\nmatrix:\n  dtype: [bfloat16]\n", encoding="utf-8")
+    code, stderr = _bench_run(cluster, ["--plan", str(plan), *flags])
+    assert code == 1 and "stayed Pending" in stderr, stderr
+    [sweep] = list((tmp_path / "runs").glob("sweep-*"))
+    assert (sweep / "k8s.json").is_file()
+    cluster.fault(0, "none")  # the PVC is bound now
+    code, stderr = _bench_run(cluster, ["--resume", str(sweep)])
+    assert code == 1, stderr  # --server-timeout 1: a failed run, collected
+    record = json.loads((sweep / f"k8s-{sweep.name}-r2.json").read_text(encoding="utf-8"))
+    assert record["sweep_id"] == f"{sweep.name}-r2"
+    runs = sorted(p.name for p in _run_dirs(sweep))
+    assert len(runs) == 2 and runs[1].endswith("-r2"), runs
+    assert _status(sweep / runs[1]).get("finished_by") is None, "this one ran and came home"
