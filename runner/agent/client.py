@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .procs import CommandResult, die_with_parent, kill_group
+from .procs import CommandResult, child_argv, kill_group
 from .provenance import interpreter_of
 
 # Where `runner` is importable from: the directory holding the runner package.
@@ -57,14 +57,13 @@ class LoadGenerator:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [self.python, "-m", "runner.agent.loadgen"],
+                child_argv([self.python, "-m", "runner.agent.loadgen"]),
                 cwd=self.cwd,
                 env={**self.env, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads run in the agent
             )
 
     def _line(self, deadline: float) -> dict[str, Any] | None:

@@ -183,8 +183,7 @@ class PointProbe:
             self.gpu_samples.append((time.monotonic(), self.gpu.read()))
 
     def _loop(self) -> None:
-        # It first sleeps interval_s: a point's own processes (procs.spawn, whose preexec_fn is
-        # not safe beside a thread holding a C-level lock) are forked while it waits on an Event.
+        # It first sleeps interval_s: the first sample after the start's is one interval later.
         begun = time.thread_time()
         while not self._stop.wait(self.interval_s):
             self._sample()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -27,25 +26,34 @@ class Interrupted(Exception):
     """SIGINT or SIGTERM reached the agent."""
 
 
-def die_with_parent() -> None:
-    # Linux: the child gets SIGTERM if the agent itself is killed, so no server outlives it.
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+# The child's set-up runs in a small exec wrapper, not in preexec_fn: the agent samples every
+# point from a thread (probe.py), and Python code run between fork and exec can deadlock on a
+# lock that thread held at the fork (the loader's, the allocator's). Pinning is inherited by
+# everything the command starts; PR_SET_PDEATHSIG survives the exec.
+_SETUP = """import ctypes, os, signal, sys
+cpus, argv = sys.argv[1], sys.argv[2:]
+if cpus:
+    os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+except (OSError, AttributeError):
+    pass
+try:
+    os.execvp(argv[0], argv)
+except OSError as exc:
+    print(f"cannot start {argv[0]}: {exc.strerror}", file=sys.stderr)
+    sys.exit(127)
+"""
 
 
-def _pinned(cpus: Sequence[int] | None) -> Callable[[], None]:
-    """The child's set-up: pinned to `cpus` (None: left as is), killed with the agent."""
+def child_argv(argv: Sequence[str], cpus: Sequence[int] | None = None) -> list[str]:
+    """argv as started by the agent: pinned to `cpus` (None: left as is), killed with the agent.
 
-    def setup() -> None:
-        if cpus:
-            os.sched_setaffinity(0, set(cpus))
-        die_with_parent()
-
-    return setup
+    Linux only; elsewhere argv itself (no pinning, no parent-death signal there)."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    pinned = ",".join(str(cpu) for cpu in cpus or ())
+    return [sys.executable, "-S", "-c", _SETUP, pinned, *argv]
 
 
 def spawn(
@@ -61,14 +69,13 @@ def spawn(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
         return subprocess.Popen(
-            list(argv),
+            child_argv(argv, cpus),
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_pinned(cpus),  # noqa: PLW1509 - no threads run in the agent
         )
 
 
