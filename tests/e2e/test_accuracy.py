@@ -1,4 +1,5 @@
-"""Accuracy beside speed on real servers: serve + lm-eval in one run (one server), compared."""
+"""Accuracy beside speed on real servers: serve + lm-eval in one run (one server), for the BF16
+tiny model and its W8A8 INT8 checkpoint (bench-prep's, tests/e2e/conftest.py), then compared."""
 
 from __future__ import annotations
 
@@ -39,13 +40,13 @@ def _results(*args: str) -> tuple[int, str, str]:
 
 
 def test_serve_and_accuracy_share_a_server_and_compare_side_by_side(
-    tmp_path: Path, tiny_model: Path
+    tmp_path: Path, tiny_model: Path, quantized_model: Path
 ) -> None:
     if importlib.util.find_spec("lm_eval") is None:
         missing("lm-eval is not installed: make venv (the [eval] extra)")
     root = tmp_path / "runs"
     base = _run(root, tiny_model)
-    cand = _run(root, tiny_model, "--kv-cache-dtype", "fp8")
+    cand = _run(root, quantized_model)  # what the INT8 weights cost, beside what they gain
 
     # one server served both points of a run: one start in its events, both points ok
     events = [json.loads(line) for line in (base / "events.jsonl").read_text().splitlines()]
