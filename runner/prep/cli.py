@@ -77,7 +77,8 @@ def quantize_cmd(
     if calibration is not None and cal is None:
         _note(f"{scheme} needs no calibration (dynamic activation scales): --calibration unused")
     host = HostSettings.from_environ(environ)
-    ref = resolve_model(ModelRef.resolve(model_text), ModelFetch(revision=revision), host.hub)
+    fetch = ModelFetch(revision=revision)
+    ref = resolve_model(ModelRef.resolve(model_text), fetch, host.hub, note=_note)
     if ref.local_path is None:  # resolve_model raises rather than leave it unset
         raise PlanError(f"--model {model_text} could not be resolved to a directory")
     request = QuantizeRequest(
