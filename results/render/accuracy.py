@@ -67,21 +67,36 @@ def _speed(records: Sequence[Record]) -> tuple[str, str]:
 
 
 def accuracy_vs_speed(records: Sequence[Record]) -> list[dict[str, Any]]:
-    """Per model with accuracy points: each configuration's scores beside its serving speed."""
-    by_model: dict[str, dict[tuple[Any, ...], list[Record]]] = {}
+    """Each configuration's scores beside its serving speed, one table per set of tasks scored.
+
+    Grouped by tasks rather than by model name: a quantized checkpoint is a model directory of
+    its own, and its row belongs beside the model it was made from.
+    """
+    configs: dict[tuple[Any, ...], list[Record]] = {}
     for record in records:
-        by_model.setdefault(record.model, {}).setdefault(record.config_key, []).append(record)
+        configs.setdefault(record.config_key, []).append(record)
+    by_tasks: dict[tuple[str, ...], list[tuple[list[Record], dict[tuple[str, str], Any]]]] = {}
+    for recs in sorted(configs.values(), key=lambda rs: (rs[0].model, rs[0].config_label)):
+        found = scores(recs)
+        if found:
+            tasks = tuple(sorted({task for task, _ in found}))
+            by_tasks.setdefault(tasks, []).append((recs, found))
     views = []
-    for model, configs in sorted(by_model.items()):
-        found = {key: scores(recs) for key, recs in configs.items()}
-        columns = sorted({name for s in found.values() for name in s})
-        if not columns:
-            continue
+    for tasks, group in sorted(by_tasks.items()):
+        columns = sorted({name for _, found in group for name in found})
         rows = []
-        for key, recs in sorted(configs.items(), key=lambda kv: kv[1][0].config_label):
+        for recs, found in group:
             peak, tpot = _speed(recs)
-            cells = [found[key][c].text() if c in found[key] else "-" for c in columns]
+            cells = [found[c].text() if c in found else "-" for c in columns]
             label = recs[0].config_label
             rows.append({"label": label, "peak": peak, "tpot": tpot, "scores": cells})
-        views.append({"model": model, "columns": [f"{t} {m}" for t, m in columns], "rows": rows})
+        models = sorted({recs[0].model for recs, _ in group})
+        views.append(
+            {
+                "title": ", ".join(tasks),
+                "models": ", ".join(models),
+                "columns": [f"{t} {m}" for t, m in columns],
+                "rows": rows,
+            }
+        )
     return views

@@ -280,7 +280,7 @@ def test_report_has_accuracy_vs_speed_per_model(tmp_path: Path) -> None:
         *records_from_run(load_run(_candidate(tmp_path, 0.65, 0.1))),
     ]
     html = render_report(records, provenance={}, charts=[])
-    assert "Accuracy vs speed: .cache/tiny-llama" in html
+    assert "Accuracy vs speed: bench_tiny_mc" in html and "models: .cache/tiny-llama" in html
     section = html[html.index('<section class="accuracy"') :]
     section = section[: section.index("</section>")]
     assert section.count("<tr><td>") == 2 and "kv-fp8" in section
