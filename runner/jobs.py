@@ -84,11 +84,41 @@ def extra_ports(replicas: Replicas | None) -> int:
     return replicas.count + 1 if replicas.spread == "router" else replicas.count - 1
 
 
+@dataclass(frozen=True)
+class RemoteReplicas:
+    """Replicas another party starts (the docker executor: a container each on the run's
+    network): each one's address and where the agent finds its log (server-<k>.log there, the
+    wrapper's <log>.exit once it ended; the agent asks it to stop with <log>.stop)."""
+
+    hosts: tuple[str, ...]
+    log_dir: str
+    cpus: tuple[tuple[int, ...] | None, ...] = ()  # each container's cpuset, for the record
+
+
 def _replica_server(
-    run: Run, target: Target, port: int, gpus: tuple[int, ...], extra: tuple[str, ...] = ()
+    run: Run,
+    target: Target,
+    port: int,
+    gpus: tuple[int, ...],
+    extra: tuple[str, ...] = (),
+    remote: tuple[RemoteReplicas, int] | None = None,
+    in_container: bool = False,
 ) -> dict[str, Any]:
     profile = profile_for(run.vendor)
-    visible = profile.gpu_env or "CUDA_VISIBLE_DEVICES"  # host ids: the agent runs on the host
+    visible = profile.gpu_env or "CUDA_VISIBLE_DEVICES"
+    # host ids on the host; a container numbers the GPUs it was given from 0
+    ids = range(len(gpus)) if in_container else gpus
+    if remote is not None:  # its own container: listens on its network, its GPUs its own
+        where, k = remote
+        url = f"http://{where.hosts[k]}:{port}"
+        cpus = where.cpus[k] if k < len(where.cpus) else None
+        return {
+            "argv": [*server_argv(run, target.vllm, "0.0.0.0", port, target.paths), *extra],  # noqa: S104
+            "base_url": url, "health_url": f"{url}/health", "metrics_url": f"{url}/metrics",
+            "gpus": list(gpus), "env": {},
+            "remote": {"host": where.hosts[k], "log": f"{where.log_dir}/server-{k}.log",
+                       "cpus": None if cpus is None else list(cpus)},
+        }  # fmt: skip
     url = f"http://{target.host}:{port}"
     return {
         "argv": [*server_argv(run, target.vllm, target.host, port, target.paths), *extra],
@@ -96,17 +126,29 @@ def _replica_server(
         "health_url": f"{url}/health",
         "metrics_url": f"{url}/metrics",
         "gpus": list(gpus),
-        "env": {visible: ",".join(str(g) for g in gpus)} if profile.uses_gpus and gpus else {},
+        "env": {visible: ",".join(str(g) for g in ids)} if profile.uses_gpus and gpus else {},
     }
 
 
-def replicas_job(run: Run, target: Target, ports: Sequence[int]) -> dict[str, Any] | None:
-    """The agent's view of --replicas: each server (port, GPUs, environment), the router."""
+def replicas_job(
+    run: Run,
+    target: Target,
+    ports: Sequence[int],
+    remote: RemoteReplicas | None = None,
+    in_container: bool = False,
+) -> dict[str, Any] | None:
+    """The agent's view of --replicas: each server (port, GPUs, environment), the router.
+
+    remote: the servers run elsewhere (one container each); the agent waits for them, spreads
+    the load and counts, and starts only the router (--spread router) itself.
+    """
     replicas = run.replicas
     if replicas is None:
         return None
     if len(ports) < extra_ports(replicas):
         raise ValueError(f"{extra_ports(replicas)} ports are needed, {len(ports)} given")
+    if remote is not None and replicas.spread != "dp" and len(remote.hosts) != replicas.count:
+        raise ValueError(f"{replicas.count} replica hosts are needed, {len(remote.hosts)} given")
     spec: dict[str, Any] = {
         **replicas.to_dict(),
         "uses_gpus": profile_for(run.vendor).uses_gpus,
@@ -115,17 +157,20 @@ def replicas_job(run: Run, target: Target, ports: Sequence[int]) -> dict[str, An
     if replicas.spread == "dp":
         every = tuple(g for s in replicas.sets for g in s)
         dp = ("--data-parallel-size", str(replicas.count))
-        spec["servers"] = [_replica_server(run, target, target.port, every, dp)]
+        spec["servers"] = [
+            _replica_server(run, target, target.port, every, dp, in_container=in_container)
+        ]
         return spec
     if replicas.spread == "clients":
         mine = [target.port, *ports[: replicas.count - 1]]
         spec["servers"] = [
-            _replica_server(run, target, p, s) for p, s in zip(mine, replicas.sets, strict=True)
+            _replica_server(run, target, p, s, remote=None if remote is None else (remote, k))
+            for k, (p, s) in enumerate(zip(mine, replicas.sets, strict=True))
         ]
         return spec
     servers = [
-        _replica_server(run, target, p, s)
-        for p, s in zip(ports[: replicas.count], replicas.sets, strict=True)
+        _replica_server(run, target, p, s, remote=None if remote is None else (remote, k))
+        for k, (p, s) in enumerate(zip(ports[: replicas.count], replicas.sets, strict=True))
     ]
     spec["servers"] = servers
     spec["router"] = {
@@ -216,19 +261,23 @@ def build_job(
     tuned_env: Mapping[str, str] | None = None,
     tunableop_dir: str | None = None,
     replica_ports: Sequence[int] = (),
+    remote_replicas: RemoteReplicas | None = None,
+    in_container: bool = False,
 ) -> Job:
     """The agent's job: every command line it runs, its environment and its deadlines.
 
     `tuned_env` is the vendor's tuning (the catalog's run-time values): the agent sets it under
     the user's --env, so what the user asks for wins. `tunableop_dir`: where the agent keeps
     TunableOp results per configuration, as it sees it (None: the vendor's own directory).
+    remote_replicas: --replicas' servers in containers of their own (docker); in_container: the
+    agent runs in a container, which numbers its GPUs from 0 (--spread dp's one server).
     """
     paths = paths or PathMap.host(run)
     run = _draft_at(run, paths)
     target = Target(vllm, host, port, paths)
     points = [_point_job(run, point, target, deadlines) for point in run.points()]
     server = None
-    replicas = replicas_job(run, target, replica_ports)
+    replicas = replicas_job(run, target, replica_ports, remote_replicas, in_container)
     if replicas is not None:  # the first server stands for all in sizing and descriptions
         first = replicas["servers"][0]
         server = ServerJob(

@@ -264,11 +264,10 @@ class JobRunner:
         self.status["server"] = info
         try:
             server.start()
-            assert server.proc is not None
-            info["pid"] = server.proc.pid  # also its process group id
-            self.events.emit(
-                "server_starting", pid=server.proc.pid, argv=redact_argv(spec.argv, self.secrets)
-            )
+            # None: the replicas run in their own containers (docker), not as the agent's child
+            pid = server.proc.pid if server.proc is not None else None
+            info["pid"] = pid  # also its process group id
+            self.events.emit("server_starting", pid=pid, argv=redact_argv(spec.argv, self.secrets))
             info["ready_s"] = round(
                 server.wait_ready(
                     spec.ready_timeout_s,

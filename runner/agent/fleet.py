@@ -28,6 +28,7 @@ from . import merge, pinning
 from .client import serve_args
 from .host import ConfigRejected
 from .procs import CommandResult, Server, ServerFailed, kill_group, reap_group, spawn
+from .remote import RemoteServer
 
 ROUTER_LOG = "router.log"
 CLIENTS_DIR = f"{RAW_DIR}/replicas"  # each client's own vLLM result, beside the merged one
@@ -133,6 +134,12 @@ def client_args(args: Sequence[str], k: int, count: int, base_url: str, point_id
     return mine
 
 
+def _exit_status(server: Server | RemoteServer) -> int | None:
+    if isinstance(server, RemoteServer):
+        return server.exit_status
+    return server.proc.returncode if server.proc is not None else None
+
+
 @contextmanager
 def _named(who: str) -> Iterator[None]:
     """A server's failure says which of the fleet's servers it was."""
@@ -165,28 +172,45 @@ class Fleet:
         self.vllm = vllm
         self.sets = [list(s) for s in spec.get("sets") or []]
         servers = list(spec["servers"])
-        bus = {gpu.index: gpu.bus_id for gpu in discover(vendor)} if spec.get("uses_gpus") else {}
-        cpus = pinning.replica_cpus(
-            [[bus.get(i) for i in s["gpus"]] for s in servers],
-            pinning.allowed_cpus(),
-            uses_gpus=bool(spec.get("uses_gpus")),
-        )
-        self.cpus = cpus
-        self.servers = [
-            Server(
-                list(s["argv"]),
-                cwd=work_dir,
-                env={**self.env, **self._pin_env(s, cpu)},
-                log=work_dir / server_log(k),
-                health_url=str(s["health_url"]),
-                stop_timeout_s=stop_timeout_s,
-                cpus=cpu,
-            )
-            for k, (s, cpu) in enumerate(zip(servers, cpus, strict=True))
-        ]
+        self.servers: list[Server | RemoteServer]
+        if all(s.get("remote") for s in servers):  # each in its own container (docker)
+            self.cpus = [s["remote"].get("cpus") for s in servers]
+            self.servers = [
+                RemoteServer(
+                    list(s["argv"]),
+                    log=Path(s["remote"]["log"]),
+                    copy_to=work_dir / server_log(k),
+                    health_url=str(s["health_url"]),
+                    stop_timeout_s=stop_timeout_s,
+                )
+                for k, s in enumerate(servers)
+            ]
+        else:
+            self.cpus = self._local_cpus(vendor, servers)
+            self.servers = [
+                Server(
+                    list(s["argv"]),
+                    cwd=work_dir,
+                    env={**self.env, **self._pin_env(s, cpu)},
+                    log=work_dir / server_log(k),
+                    health_url=str(s["health_url"]),
+                    stop_timeout_s=stop_timeout_s,
+                    cpus=cpu,
+                )
+                for k, (s, cpu) in enumerate(zip(servers, self.cpus, strict=True))
+            ]
         self.router: Server | None = None
         self.ready_s: list[float | None] = [None] * len(self.servers)
         self.point_counts: dict[str, list[int | None]] = {}
+
+    def _local_cpus(self, vendor: str, servers: list[Any]) -> list[list[int] | None]:
+        uses_gpus = bool(self.spec.get("uses_gpus"))
+        bus = {gpu.index: gpu.bus_id for gpu in discover(vendor)} if uses_gpus else {}
+        return pinning.replica_cpus(
+            [[bus.get(i) for i in s["gpus"]] for s in servers],
+            pinning.allowed_cpus(),
+            uses_gpus=uses_gpus,
+        )
 
     def _pin_env(self, server: Mapping[str, Any], cpus: list[int] | None) -> dict[str, str]:
         env = {str(k): str(v) for k, v in (server.get("env") or {}).items()}
@@ -333,7 +357,7 @@ class Fleet:
         """status.json's replicas: each one's GPUs, CPUs, log, ready time and exit."""
         if self.spread == "dp":  # one server: its engines are the replicas
             server = self.servers[0]
-            code = server.proc.returncode if server.proc is not None else None
+            code = _exit_status(server)
             every = self.cpus[0]
             shares: list[list[int] | None] = [every] * self.count
             if every and not self.spec.get("uses_gpus"):  # the CPU: engine k on share k
@@ -353,7 +377,7 @@ class Fleet:
                     "url": spec.get("base_url"),
                     "log": server_log(k),
                     "ready_s": self.ready_s[k],
-                    "exit_status": server.proc.returncode if server.proc is not None else None,
+                    "exit_status": _exit_status(server),
                 }
             )
         return out

@@ -15,6 +15,7 @@ from runner.cli.run import run
 from runner.errors import BenchError
 from runner.executors.docker import connect as docker_connect
 from runner.executors.docker import reap_containers
+from runner.executors.docker_replicas import reap_networks
 
 
 class RunGroup(OneLineGroup):
@@ -37,7 +38,7 @@ def main() -> None:
 
 
 @main.command("cleanup")
-@click.option("--dry-run", is_flag=True, help="list the containers, remove nothing")
+@click.option("--dry-run", is_flag=True, help="list the containers and networks, remove nothing")
 def cleanup(dry_run: bool) -> None:
     """Remove the containers earlier runs left behind (found by their vllm-bench label).
 
@@ -46,10 +47,14 @@ def cleanup(dry_run: bool) -> None:
     """
     client = docker_connect(dict(os.environ))
     found = reap_containers(client, dry_run=dry_run)
+    networks = reap_networks(client, dry_run=dry_run)  # --replicas' networks, once emptied
     verb = "would remove" if dry_run else "removed"
     for line in found:
         click.echo(f"{verb} {line}")
-    click.echo(f"{verb} {len(found)} container(s)", err=True)
+    for line in networks:
+        click.echo(f"{verb} network {line}")
+    tail = f" and {len(networks)} network(s)" if networks else ""
+    click.echo(f"{verb} {len(found)} container(s){tail}", err=True)
 
 
 main.add_command(run)

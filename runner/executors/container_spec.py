@@ -82,6 +82,8 @@ class ContainerSpec:
     cpuset_cpus: str | None = None
     working_dir: str | None = None
     user: str | None = None
+    network: str | None = None  # a user-defined network (--replicas: the run's own)
+    network_aliases: tuple[str, ...] = ()  # names the others reach it by on that network
 
     def shown_env(self) -> dict[str, str]:
         """The environment as people may see it: secret values replaced."""
@@ -124,6 +126,8 @@ class ContainerSpec:
             "cpuset_cpus": self.cpuset_cpus,
             "working_dir": self.working_dir,
             "user": self.user,
+            "network": self.network,
+            "network_aliases": list(self.network_aliases),
         }
 
 

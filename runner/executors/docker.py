@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -14,6 +15,7 @@ from docker.utils import kwargs_from_env
 
 from runner.agent import search
 from runner.errors import PlanError, PreflightError
+from runner.executors import docker_replicas
 from runner.executors.agent_mount import SHELL, stage_agent, staged_agent_dir
 from runner.executors.base import Event, EventSink, RunOutcome
 from runner.executors.container_paths import AGENT_DIR, ContainerPaths, map_paths
@@ -60,6 +62,14 @@ class DockerSettings:
             raise PlanError(f"--pull {self.pull!r}: choose one of {', '.join(PULL_POLICIES)}")
 
 
+def _replica_ports(run: Run) -> tuple[int, ...]:
+    """The job's replica ports in containers: each replica listens on CONTAINER_PORT in its
+    own; the router (in the agent's) serves on CONTAINER_PORT, its metrics on the next one."""
+    if run.replicas is None or run.replicas.spread == "dp":
+        return ()
+    return (CONTAINER_PORT,) * run.replicas.count + (CONTAINER_PORT + 1,)
+
+
 def connect(environ: dict[str, str]) -> docker.DockerClient:
     """A client of the engine named by DOCKER_HOST & co.; one clear line when none answers."""
     docker_ops.connect(environ)  # pings, and says how to start an engine when none answers
@@ -80,11 +90,13 @@ def reap_containers(client: docker.DockerClient, *, dry_run: bool = False) -> li
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """One run ready for its container: the paths mapped once, the spec and the job from them."""
+    """One run ready for its container: the paths mapped once, the spec and the job from them;
+    with --replicas, each replica's container too (docker_replicas.py)."""
 
     paths: ContainerPaths
     spec: ContainerSpec
     job: Job
+    replicas: tuple[ContainerSpec, ...] = ()
 
 
 class DockerExecutor:
@@ -147,25 +159,39 @@ class DockerExecutor:
             tunableop_volume=TUNABLEOP_VOLUME,
             agent_dir_host=staged_agent_dir(out_root),  # staged by execute()
         )
-        spec = build_spec(
-            run,
-            image=self.image_ref(),
-            profile=profile,
-            paths=paths,
-            gpus=settings.gpus,
-            cpus=settings.cpus,
-            shm_size=settings.shm_size,
-            privileged=settings.privileged,
-        )
+
+        def spec_for(gpus: tuple[int, ...], cpus: str | None) -> ContainerSpec:
+            return build_spec(
+                run,
+                image=self.image_ref(),
+                profile=profile,
+                paths=paths,
+                gpus=gpus,
+                cpus=cpus,
+                shm_size=settings.shm_size,
+                privileged=settings.privileged,
+            )
+
+        spec = spec_for(settings.gpus, settings.cpus)
+        remote = docker_replicas.remote_replicas(run, settings.cpus)
+        if remote is not None:  # the agent joins the run's network with its replicas
+            spec = dataclasses.replace(spec, network=docker_replicas.network_name(run.run_id))
+        tuned = self.tuning(run).env
         job = build_job(
             run, vllm="vllm", host="127.0.0.1", port=CONTAINER_PORT,
             deadlines=settings.deadlines,
             executor={"name": self.name, "image": spec.image,
                       "container": spec.redacted(host_side=False)},
-            commit=self._commit, paths=paths.job, tuned_env=self.tuning(run).env,
+            commit=self._commit, paths=paths.job, tuned_env=tuned,
             tunableop_dir=paths.tunableop_dir,
+            replica_ports=_replica_ports(run), remote_replicas=remote, in_container=True,
         )  # fmt: skip
-        return PreparedRun(paths, spec, job)
+        replicas: tuple[ContainerSpec, ...] = ()
+        if remote is not None and job.replicas is not None:
+            replicas = docker_replicas.replica_specs(
+                spec, run, job.replicas, gpu_spec=spec_for, tuned_env=tuned
+            )
+        return PreparedRun(paths, spec, job, replicas)
 
     def tuning(self, run: Run) -> Tuning:
         """The vendor tuning the run gets at run time: its catalog variant's, or the default's."""
@@ -184,6 +210,8 @@ class DockerExecutor:
         if note is not None:
             note(f"image {self.image_ref()} (pull: {self.settings.pull}) ...")
         self.images.resolve(self.client().api, self._image_sink(note))
+        if any(r.replicas is not None and r.replicas.spread == "router" for r in plan.runs):
+            docker_replicas.check_router(self.client(), self.image_ref())
         try:
             self.settings.out_root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -209,12 +237,40 @@ class DockerExecutor:
             lines.append("# with the image's Python; the agent adds the vendor tuning at run time")
             lines.append(tuning_line(self.tuning(run)))
             lines += [line for line in (partition_line(run, self.settings.gpus),) if line]
+            lines += self._replica_lines(run, prepared)
             lines.append("# the agent's job inside it:")
             lines.append(json.dumps(prepared.job.to_dict(), indent=2))
             wanted = search.spec_from_serve(prepared.job.run.get("serve") or {})
             if wanted is not None:
                 lines.append(f"# {search.describe(wanted)}")
         return "\n".join(lines)
+
+    def _replica_lines(self, run: Run, prepared: PreparedRun) -> list[str]:
+        if run.replicas is None:
+            return []
+        if not prepared.replicas:  # --spread dp: one server, in the agent's container
+            count = run.replicas.count
+            return [
+                f"# --replicas {count} --spread dp: one server with --data-parallel-size "
+                f"{count}, in the agent's container"
+            ]
+        lines = [
+            f"# --replicas {run.replicas.count} --spread {run.replicas.spread}: the agent's "
+            "container above joins the run's network, and each replica runs in its own:",
+            docker_replicas.network_line(run.run_id),
+        ]
+        for k, spec in enumerate(prepared.replicas):
+            gpus = list(run.replicas.sets[k])
+            lines.append(
+                f"# replica {k} (GPUs {gpus}, cpuset {spec.cpuset_cpus or 'all'}), "
+                f"server-{k}.log in the run directory:"
+            )
+            lines.append(docker_run_line(spec))
+        if run.replicas.spread == "router":
+            lines.append("# the agent runs vllm-router in its container, in front of them")
+        lines.append(f"# when the run ends: docker rm -f each, docker network rm "
+                     f"{docker_replicas.network_name(run.run_id)}")  # fmt: skip
+        return lines
 
     def execute(self, plan: Plan, on_event: EventSink) -> list[RunOutcome]:
         out_root = self.settings.out_root.resolve()
@@ -228,9 +284,15 @@ class DockerExecutor:
 
             def start(run: Run, sink: EventSink) -> DockerTransport:
                 prepared = self.prepare(run, token_file)
+                replicas = None
+                if prepared.replicas:  # the network and the replicas' containers first
+                    replicas = docker_replicas.ReplicaContainers.start(
+                        self.client(), prepared.replicas, out_root=out_root, run_id=run.run_id,
+                        keep=self.settings.keep, on_event=sink,
+                    )  # fmt: skip
                 return DockerTransport.start(
                     self.client(), prepared.spec, prepared.job,
-                    out_root=out_root, keep=self.settings.keep, on_event=sink,
+                    out_root=out_root, keep=self.settings.keep, on_event=sink, replicas=replicas,
                 )  # fmt: skip
 
             supervisor = Supervisor(out_root, self.settings.interrupt_grace_s)

@@ -18,6 +18,7 @@ from runner.executors.agent_mount import NO_PYTHON, NO_PYTHON_EXIT
 from runner.executors.base import Event, EventSink
 from runner.executors.container_paths import RUNS_DIR, host_job_path
 from runner.executors.container_spec import ContainerSpec
+from runner.executors.docker_replicas import ReplicaContainers
 from runner.executors.render.docker_api import to_docker_kwargs
 from runner.images import docker_ops
 from runner.rundir import EXIT_INTERRUPTED, PROVENANCE_FILE, Job, atomic_write_json
@@ -66,8 +67,10 @@ class DockerTransport:
         run_id: str,
         keep: bool,
         on_event: EventSink,
+        replicas: ReplicaContainers | None = None,
     ) -> None:
         self._client = client
+        self._replicas = replicas  # --replicas: their containers, removed after the agent's
         self._container = container
         self._spec = spec
         self._out_root = out_root
@@ -89,18 +92,24 @@ class DockerTransport:
         out_root: Path,
         keep: bool,
         on_event: EventSink,
+        replicas: ReplicaContainers | None = None,
     ) -> DockerTransport:
-        """Write the job where the container reads it, create the container and start it."""
+        """Write the job where the container reads it, create the container and start it.
+
+        replicas: already started (--replicas); closed with this transport, or here if the
+        agent's container cannot be made."""
         job_file = host_job_path(out_root, job.run_id)
-        atomic_write_json(job_file, job.to_dict())
         try:
+            atomic_write_json(job_file, job.to_dict())
             container = client.containers.create(**to_docker_kwargs(spec))
         except BaseException:
             job_file.unlink(missing_ok=True)
+            if replicas is not None:
+                replicas.close()
             raise
         on_event({"event": "container_created", "id": container.id, "image": spec.image})
         transport = cls(client, container, spec, out_root=out_root, run_id=job.run_id, keep=keep,
-                        on_event=on_event)  # fmt: skip
+                        on_event=on_event, replicas=replicas)  # fmt: skip
         try:
             container.start()
         except BaseException:
@@ -169,12 +178,16 @@ class DockerTransport:
         try:
             self._record_container(self._out_root / self._run_id)
         finally:
-            if self._keep:
-                line = f"kept container {str(self._container.id)[:12]}"
-                self._on_event({"event": "agent_output", "line": line})
-            else:
-                self._container.remove(force=True)
-            host_job_path(self._out_root, self._run_id).unlink(missing_ok=True)
+            try:
+                if self._keep:
+                    line = f"kept container {str(self._container.id)[:12]}"
+                    self._on_event({"event": "agent_output", "line": line})
+                else:
+                    self._container.remove(force=True)
+                host_job_path(self._out_root, self._run_id).unlink(missing_ok=True)
+            finally:
+                if self._replicas is not None:  # after the agent: its container uses the network
+                    self._replicas.close()
 
     def _record_container(self, run_dir: Path) -> None:
         """Provenance gains the image digest, the container id and its exact (redacted) spec."""

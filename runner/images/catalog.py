@@ -25,6 +25,11 @@ _SOURCE_KEYS: dict[str, tuple[str, ...]] = {
     "pip": ("base", "package", "apt_packages", "pip_extra_index_url", "extra_index_required"),
     "wheelhouse": ("base", "package", "apt_packages"),
 }
+# Keys a variant may leave out: pip_packages, Python packages installed beside vLLM.
+_OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
+    "pip": ("pip_packages",),
+    "wheelhouse": ("pip_packages",),
+}
 _ENV_KEYS = ("name", "value", "reason")
 # run: applied at run time in any image and by the local executor (the job's tuned_env);
 # image: only baked into the variant's image (a path or library only that image has).
@@ -44,6 +49,7 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(?:\.post\d+)?$")
 _PACKAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PINNED_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!-]*$")
 _IMAGE_RE = re.compile(
     r"^(?P<repo>[a-z0-9][a-z0-9._/:-]*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
@@ -119,6 +125,8 @@ class Variant:
     labels: tuple[tuple[str, str], ...] = ()
     package: str | None = None
     apt_packages: tuple[str, ...] = ()
+    # Python packages installed beside vLLM, pinned (e.g. vllm-router for --replicas)
+    pip_packages: tuple[str, ...] = ()
     pip_extra_index_url: str | None = None
     extra_index_required: bool = False
     path: Path | None = field(default=None, compare=False)
@@ -156,10 +164,17 @@ class Variant:
 
     def _check_install(self) -> None:
         if self.source == "prebuilt":
-            if self.package is not None or self.apt_packages:
-                raise CatalogError("a prebuilt image takes no package or apt_packages")
+            if self.package is not None or self.apt_packages or self.pip_packages:
+                raise CatalogError(
+                    "a prebuilt image takes no package, apt_packages or pip_packages"
+                )
         elif self.package is None or not _PACKAGE_RE.match(self.package):
             raise CatalogError(f"package {self.package!r} is not a Python package name")
+        for extra in self.pip_packages:
+            if not _PINNED_RE.match(extra):
+                raise CatalogError(
+                    f"pip_packages: {extra!r} is not a pinned requirement (name==version)"
+                )
         for apt in self.apt_packages:
             if not re.match(r"^[a-z0-9][a-z0-9.+-]*$", apt):
                 raise CatalogError(f"apt package {apt!r} is not a Debian package name")
@@ -215,6 +230,11 @@ class Variant:
         """The pip requirement the image installs (installed sources only)."""
         assert self.package is not None
         return f"{self.package}=={self.vllm_version}"
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """Everything the image installs with pip: vLLM's package, then pip_packages."""
+        return (self.requirement, *self.pip_packages)
 
 
 class _Fields:
@@ -306,7 +326,7 @@ def load_variant(path: Path) -> Variant:
     if not isinstance(source, str) or source not in _SOURCE_KEYS:
         fields.check_keys(_COMMON_KEYS, tuple(k for ks in _SOURCE_KEYS.values() for k in ks))
         fields.fail(f"key 'source' must be one of {', '.join(SOURCES)}, found {source!r}")
-    fields.check_keys(_COMMON_KEYS + _SOURCE_KEYS[source])
+    fields.check_keys(_COMMON_KEYS + _SOURCE_KEYS[source], _OPTIONAL_KEYS.get(source, ()))
     labels = fields.mapping("labels")
     for key, value in labels.items():
         if not isinstance(key, str) or not isinstance(value, str):
@@ -324,6 +344,9 @@ def load_variant(path: Path) -> Variant:
             labels=tuple(sorted(labels.items())),
             package=fields.text("package") if installed else None,
             apt_packages=tuple(str(p) for p in fields.items("apt_packages")) if installed else (),
+            pip_packages=tuple(str(p) for p in fields.items("pip_packages"))
+            if "pip_packages" in fields.data
+            else (),
             pip_extra_index_url=fields.optional_text("pip_extra_index_url"),
             extra_index_required=fields.flag("extra_index_required") if source == "pip" else False,
             path=path,

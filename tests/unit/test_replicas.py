@@ -268,7 +268,10 @@ def test_parse_count() -> None:
         (["--replicas", "2", "--scenario", "latency"], "--scenario latency runs one engine"),
         (["--spread", "clients"], "--spread clients spreads load over replicas"),
         (["--replicas", "x"], "--replicas 'x': give a number of servers"),
-        (["--replicas", "2", "--executor", "docker"], "--executor docker does not start replicas"),
+        (
+            ["--replicas", "2", "--executor", "k8s"],
+            "--replicas and --spread run with --executor local or docker",
+        ),
     ],
 )
 def test_bench_run_refuses_bad_replicas(args: list[str], fragment: str, tmp_path: Path) -> None:

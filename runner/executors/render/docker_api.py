@@ -51,5 +51,9 @@ def to_docker_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "working_dir": spec.working_dir,
         "user": spec.user,
     }
+    if spec.network is not None:
+        optional["network"] = spec.network
+        if spec.network_aliases:  # the Engine API's EndpointsConfig entry for that network
+            optional["networking_config"] = {spec.network: {"Aliases": list(spec.network_aliases)}}
     kwargs.update({k: v for k, v in optional.items() if v not in (None, [])})
     return kwargs

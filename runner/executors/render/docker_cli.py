@@ -54,6 +54,9 @@ def docker_run_flags(spec: ContainerSpec) -> list[list[str]]:
         flags.append(["--workdir", spec.working_dir])
     if spec.user is not None:
         flags.append(["--user", spec.user])
+    if spec.network is not None:
+        flags.append(["--network", spec.network])
+    flags += [["--network-alias", a] for a in spec.network_aliases]
     flags += [["--mount", mount_value(m)] for m in spec.mounts]
     flags += [["-e", f"{k}={v}"] for k, v in spec.shown_env().items()]
     return flags
