@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .procs import ServerFailed, http_status
+from .procs import _PARSER_ERROR, ARGPARSE_EXIT, ServerFailed, http_status
 from .util import KEPT_TAIL, read_failure
 
 # `sh -c WRAPPER LOG vllm serve ...`: $0 is the log, "$@" the server's command line. A watcher
@@ -59,8 +59,12 @@ class RemoteServer:
                 self.exit_status = int(Path(f"{self.log}.exit").read_text().strip())
         return self.exit_status
 
-    def failure(self, reason: str) -> ServerFailed:
+    def failure(self, reason: str, exit_status: int | None = None) -> ServerFailed:
+        """As procs.Server's: vLLM's parser refusing the flags is a rejected configuration."""
         lines, line = read_failure(self.log)
+        parser_line = next((x for x in reversed(lines) if _PARSER_ERROR.match(x.strip())), None)
+        if exit_status == ARGPARSE_EXIT and parser_line is not None and ": error: " in parser_line:
+            return ServerFailed(reason, lines[-KEPT_TAIL:], parser_line.strip(), rejected=True)
         return ServerFailed(f"{reason}: {line}" if line else reason, lines[-KEPT_TAIL:], line)
 
     def start(self) -> None:
@@ -74,7 +78,9 @@ class RemoteServer:
         while True:
             code = self._exited()
             if code is not None:
-                raise self.failure(f"vllm serve exited with status {code} before it was ready")
+                raise self.failure(
+                    f"vllm serve exited with status {code} before it was ready", code
+                )
             status = http_status(self.health_url, timeout_s=2.0)
             if status == 200:
                 return time.monotonic() - started

@@ -189,3 +189,23 @@ def test_docker_stop_reaches_the_server_through_the_wrapper(tmp_path: Path) -> N
     wrapper.terminate()
     assert wrapper.wait(10) == 143
     assert json.loads((tmp_path / "server-0.log.exit").read_text()) == 143
+
+
+def test_remote_server_whose_flags_vllm_refuses_is_a_rejected_configuration(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import sys; print('usage: vllm serve [-h]', file=sys.stderr); "
+        "print('vllm serve: error: unrecognized arguments: --no-such-flag', file=sys.stderr); "
+        "sys.exit(2)"
+    )
+    wrapper, log = _wrapped(tmp_path, [sys.executable, "-c", code])
+    server = RemoteServer(
+        ["vllm"], log=log, copy_to=tmp_path / "copy.log",
+        health_url=f"http://127.0.0.1:{_free_port()}/health", stop_timeout_s=5,
+    )  # fmt: skip
+    assert wrapper.wait(10) == 2
+    with pytest.raises(ServerFailed) as caught:
+        server.wait_ready(30)
+    assert caught.value.rejected
+    assert caught.value.cause == "vllm serve: error: unrecognized arguments: --no-such-flag"

