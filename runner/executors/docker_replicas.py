@@ -16,7 +16,7 @@ import dataclasses
 import json
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def replica_specs(
     run: Run,
     job_replicas: Mapping[str, Any],
     *,
-    gpu_spec: Any,
+    gpu_spec: Callable[[tuple[int, ...], str | None], ContainerSpec],
     tuned_env: Mapping[str, str],
 ) -> tuple[ContainerSpec, ...]:
     """Replica k's container: the agent's spec with the replica's GPUs, cpuset, name, alias,
@@ -124,7 +124,7 @@ def replica_specs(
         remote = server["remote"]
         cpus = remote.get("cpus")
         cpulist = pinning.format_cpulist(cpus) if cpus else None
-        base: ContainerSpec = gpu_spec(tuple(server.get("gpus") or ()), cpulist)
+        base = gpu_spec(tuple(server.get("gpus") or ()), cpulist)
         env = {**tuned_env, **base.environment}
         if cpulist and not profile.uses_gpus:  # vLLM's CPU backend binds its threads itself
             env["VLLM_CPU_OMP_THREADS_BIND"] = cpulist
