@@ -37,6 +37,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def show_results(outcomes: list[RunOutcome]) -> None:
     records = []
     for outcome in outcomes:
+        if outcome.status == REJECTED:
+            continue  # refused before it ran: no run directory, its one line comes last
         try:
             records += records_from_run(load_run(outcome.run_dir))
         except ResultsError as exc:

@@ -122,6 +122,7 @@ def test_flag_vllm_rejects_stops_before_anything_starts(tmp_path: Path, tiny_mod
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1
     assert "vLLM rejects the engine flags" in lines[0] and "--no-such-flag" in lines[0]
+    assert not [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert not out.exists() or not any(out.iterdir())
 
 
