@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ROOT
 from tests.k8s_standin import StandIn
@@ -35,6 +37,10 @@ matrix:
 """
 
 
+def _indexes(jobs: list[dict[str, Any]]) -> str | None:
+    return jobs[0].get("status", {}).get("completedIndexes") if len(jobs) == 1 else None
+
+
 def test_a_plan_runs_as_one_indexed_job_and_reads_like_any_run(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -47,7 +53,13 @@ def test_a_plan_runs_as_one_indexed_job_and_reads_like_any_run(
             [BENCH_RUN, "--plan", str(plan), "--out", str(out)],
             env=env, capture_output=True, text=True, timeout=1200, check=False,
         )  # fmt: skip
+        # bench-run ends once it has collected the last index; that pod then exits and the Job
+        # counts it, as a cluster's controller would, a moment later (kubectl wait's view)
+        deadline = time.monotonic() + 60
         jobs = api.items("jobs", "bench", None, None)
+        while _indexes(jobs) != "0,1" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            jobs = api.items("jobs", "bench", None, None)
     assert done.returncode == 0, done.stderr[-3000:]
     [sweep] = list(out.glob("sweep-*"))
     [job] = jobs  # both configurations: one Indexed Job, an index each
