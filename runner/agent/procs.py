@@ -177,7 +177,67 @@ def http_status(url: str, timeout_s: float = 5.0) -> int | None:
         return None
 
 
-class Server:
+class WatchedServer:
+    """A `vllm serve` followed through its log and /health: the readiness wait that fails fast,
+    the liveness check and the failure read from its log, whoever started it.
+
+    Subclasses say whether it has exited (`_exited`) and how to wait between polls (`_pause`).
+    """
+
+    log: Path
+    health_url: str
+
+    def _exited(self) -> int | None:
+        """Its exit status once it has ended, else None."""
+        raise NotImplementedError
+
+    def _pause(self) -> None:
+        time.sleep(POLL_S)
+
+    def failure(self, reason: str, exit_status: int | None = None) -> ServerFailed:
+        lines, line = read_failure(self.log)
+        tail = lines[-KEPT_TAIL:]
+        parser_line = next((x for x in reversed(lines) if _PARSER_ERROR.match(x.strip())), None)
+        if exit_status == ARGPARSE_EXIT and parser_line is not None and ": error: " in parser_line:
+            return ServerFailed(reason, tail, parser_line.strip(), rejected=True)
+        return ServerFailed(f"{reason}: {line}" if line else reason, tail, line)
+
+    def wait_ready(
+        self, deadline_s: float, on_wait: Callable[[float], None] | None = None
+    ) -> float:
+        """Poll /health until 200; raise ServerFailed on exit, 503 or the deadline."""
+        started = time.monotonic()
+        last_note = started
+        while True:
+            code = self._exited()
+            if code is not None:
+                raise self.failure(
+                    f"vllm serve exited with status {code} before it was ready", code
+                )
+            status = http_status(self.health_url, timeout_s=2.0)
+            if status == 200:
+                return time.monotonic() - started
+            if status == 503:
+                raise self.failure("vllm serve answered /health with 503 (the engine died)")
+            elapsed = time.monotonic() - started
+            if elapsed > deadline_s:
+                raise self.failure(f"vllm serve was not ready after {deadline_s:g} s")
+            if on_wait is not None and time.monotonic() - last_note >= 15:
+                last_note = time.monotonic()
+                on_wait(elapsed)
+            self._pause()
+
+    def check_alive(self) -> None:
+        """Raise ServerFailed if the server is gone or unhealthy."""
+        code = self._exited()
+        if code is not None:
+            raise self.failure(f"vllm serve exited with status {code} during the sweep")
+        status = http_status(self.health_url, timeout_s=10.0)
+        if status != 200:
+            raise self.failure(f"vllm serve stopped answering /health (status {status})")
+
+
+class Server(WatchedServer):
     """`vllm serve` in its own process group, with a readiness wait that fails fast."""
 
     def __init__(
@@ -203,51 +263,15 @@ class Server:
     def start(self) -> None:
         self.proc = spawn(self.argv, cwd=self.cwd, env=self.env, log=self.log, cpus=self.cpus)
 
-    def failure(self, reason: str, exit_status: int | None = None) -> ServerFailed:
-        lines, line = read_failure(self.log)
-        tail = lines[-KEPT_TAIL:]
-        parser_line = next((x for x in reversed(lines) if _PARSER_ERROR.match(x.strip())), None)
-        if exit_status == ARGPARSE_EXIT and parser_line is not None and ": error: " in parser_line:
-            return ServerFailed(reason, tail, parser_line.strip(), rejected=True)
-        return ServerFailed(f"{reason}: {line}" if line else reason, tail, line)
-
-    def wait_ready(
-        self, deadline_s: float, on_wait: Callable[[float], None] | None = None
-    ) -> float:
-        """Poll /health until 200; raise ServerFailed on exit, 503 or the deadline."""
+    def _exited(self) -> int | None:
         assert self.proc is not None
-        started = time.monotonic()
-        last_note = started
-        while True:
-            code = self.proc.poll()
-            if code is not None:
-                raise self.failure(
-                    f"vllm serve exited with status {code} before it was ready", code
-                )
-            status = http_status(self.health_url, timeout_s=2.0)
-            if status == 200:
-                return time.monotonic() - started
-            if status == 503:
-                raise self.failure("vllm serve answered /health with 503 (the engine died)")
-            elapsed = time.monotonic() - started
-            if elapsed > deadline_s:
-                raise self.failure(f"vllm serve was not ready after {deadline_s:g} s")
-            if on_wait is not None and time.monotonic() - last_note >= 15:
-                last_note = time.monotonic()
-                on_wait(elapsed)
-            # Waiting on the process is the poll interval: its exit ends the wait at once.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=POLL_S)
+        return self.proc.poll()
 
-    def check_alive(self) -> None:
-        """Raise ServerFailed if the server is gone or unhealthy."""
+    def _pause(self) -> None:
+        # Waiting on the process is the poll interval: its exit ends the wait at once.
         assert self.proc is not None
-        code = self.proc.poll()
-        if code is not None:
-            raise self.failure(f"vllm serve exited with status {code} during the sweep")
-        status = http_status(self.health_url, timeout_s=10.0)
-        if status != 200:
-            raise self.failure(f"vllm serve stopped answering /health (status {status})")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=POLL_S)
 
     def stop(self, grace_s: float | None = None) -> int | None:
         """SIGTERM the server's group, SIGKILL it after grace_s (default: the stop deadline)."""

@@ -13,11 +13,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from .procs import _PARSER_ERROR, ARGPARSE_EXIT, ServerFailed, http_status
-from .util import KEPT_TAIL, read_failure
+from .procs import WatchedServer
 
 # `sh -c WRAPPER LOG vllm serve ...`: $0 is the log, "$@" the server's command line. A watcher
 # subshell turns <log>.stop into a SIGTERM; the trap does the same for `docker stop` (sh as PID 1
@@ -38,7 +36,7 @@ def wrapper_argv(shell: str, log: str, argv: list[str]) -> list[str]:
     return [shell, "-c", WRAPPER, log, *argv]
 
 
-class RemoteServer:
+class RemoteServer(WatchedServer):
     """A replica's server in its own container, followed through its log and /health."""
 
     proc = None  # no process of the agent's: telemetry and exit codes come from the files
@@ -59,48 +57,11 @@ class RemoteServer:
                 self.exit_status = int(Path(f"{self.log}.exit").read_text().strip())
         return self.exit_status
 
-    def failure(self, reason: str, exit_status: int | None = None) -> ServerFailed:
-        """As procs.Server's: vLLM's parser refusing the flags is a rejected configuration."""
-        lines, line = read_failure(self.log)
-        parser_line = next((x for x in reversed(lines) if _PARSER_ERROR.match(x.strip())), None)
-        if exit_status == ARGPARSE_EXIT and parser_line is not None and ": error: " in parser_line:
-            return ServerFailed(reason, lines[-KEPT_TAIL:], parser_line.strip(), rejected=True)
-        return ServerFailed(f"{reason}: {line}" if line else reason, lines[-KEPT_TAIL:], line)
+    def _pause(self) -> None:
+        time.sleep(POLL_S)  # its exit is a file: no process to wait on
 
     def start(self) -> None:
         """Started already, by whoever made its container."""
-
-    def wait_ready(
-        self, deadline_s: float, on_wait: Callable[[float], None] | None = None
-    ) -> float:
-        """Poll /health until 200; raise ServerFailed on its exit, a 503 or the deadline."""
-        started = last_note = time.monotonic()
-        while True:
-            code = self._exited()
-            if code is not None:
-                raise self.failure(
-                    f"vllm serve exited with status {code} before it was ready", code
-                )
-            status = http_status(self.health_url, timeout_s=2.0)
-            if status == 200:
-                return time.monotonic() - started
-            if status == 503:
-                raise self.failure("vllm serve answered /health with 503 (the engine died)")
-            elapsed = time.monotonic() - started
-            if elapsed > deadline_s:
-                raise self.failure(f"vllm serve was not ready after {deadline_s:g} s")
-            if on_wait is not None and time.monotonic() - last_note >= 15:
-                last_note = time.monotonic()
-                on_wait(elapsed)
-            time.sleep(POLL_S)
-
-    def check_alive(self) -> None:
-        code = self._exited()
-        if code is not None:
-            raise self.failure(f"vllm serve exited with status {code} during the sweep")
-        status = http_status(self.health_url, timeout_s=10.0)
-        if status != 200:
-            raise self.failure(f"vllm serve stopped answering /health (status {status})")
 
     def stop(self, grace_s: float | None = None) -> int | None:
         """Ask the wrapper to stop the server; its exit status (None if it did not end in time:
