@@ -44,14 +44,6 @@ CHOSEN = ("--scenario", "accuracy", "--tasks", TASK)
 
 
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    model = tmp_path / "tiny-llama"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
-    return model
-
-
-@pytest.fixture
 def fake_vllm(tmp_path: Path) -> Path:
     script = tmp_path / "bin" / "vllm"
     script.parent.mkdir()

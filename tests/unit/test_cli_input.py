@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import stat
 from pathlib import Path
 
@@ -23,14 +22,6 @@ def cli_runner() -> CliRunner:
         return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
     except TypeError:
         return CliRunner()
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    model = tmp_path / "tiny-llama"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
-    return model
 
 
 @pytest.fixture

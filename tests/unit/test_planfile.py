@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -107,14 +106,6 @@ def test_a_missing_or_unreadable_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(PlanError, match="cannot read the plan file"):
         read_plan(tmp_path / "bin.yaml")
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    model = tmp_path / "tiny-llama"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
-    return model
 
 
 def bench_run(*args: str) -> Result:

@@ -177,11 +177,3 @@ def test_resume_refuses_a_changed_plan_and_a_directory_that_is_no_sweep(
     assert result.exit_code == 2 and "not a sweep directory" in result.stderr
     result = bench_run("--resume", str(sweep_dir), "--dry-run", "--tp", "2")
     assert result.exit_code == 2 and "drop --dry-run, --tp" in result.stderr
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    model = tmp_path / "tiny-llama"
-    model.mkdir()
-    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))
-    return model
