@@ -80,7 +80,8 @@ def parse_metrics(text: str | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
-def _config_fields(record: Record) -> dict[str, Any]:
+def config_fields(record: Record) -> dict[str, Any]:
+    """Record.config_key by the names messages give its fields."""
     return dict(zip(_CONFIG_FIELDS, record.config_key, strict=True))
 
 
@@ -123,7 +124,7 @@ def _check_one_configuration(side: Side) -> None:
     configs = {r.config_key: r for r in side.records}
     if len(configs) < 2:
         return
-    differing = _differences([[_config_fields(r) for r in configs.values()]], _CONFIG_FIELDS, "")
+    differing = _differences([[config_fields(r) for r in configs.values()]], _CONFIG_FIELDS, "")
     raise ResultsError(
         f"{side.name} {side.source} mixes {len(configs)} configurations that differ in "
         f"{'; '.join(differing)}: narrow it to one with a filter or --where "

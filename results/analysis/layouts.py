@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from results.analysis.axis import AxisPair
-from results.analysis.compare import natural_key
+from results.analysis.compare import config_fields, natural_key
 from results.analysis.comparison import Side
 from results.errors import ResultsError
 from results.model.schema import Record
@@ -23,17 +23,7 @@ LAYOUT_FIELDS = ("tp", "replicas", "spread", "partition")
 
 def _rest(record: Record) -> tuple[Any, ...]:
     """Record.config_key without the fields a layout sets."""
-    return (
-        record.vendor,
-        record.gpu_model,
-        record.model,
-        record.image_digest or record.image,
-        record.vllm_version,
-        record.dtype,
-        record.quantization,
-        record.kv_cache_dtype,
-        record.engine_args,
-    )
+    return tuple(v for k, v in config_fields(record).items() if k not in LAYOUT_FIELDS)
 
 
 def _gpus(records: Sequence[Record]) -> str:
