@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import urllib3
+
 from runner.agent.pod_contract import (
     COLLECT_PATH_DONE,
     COLLECT_PATH_TAR,
@@ -34,7 +36,6 @@ from runner.executors.k8s_api import Cluster, PodState, pod_state, read_chunks, 
 from runner.rundir import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    PARTIAL_SUFFIX,
     RUN_FILE,
     atomic_write_json,
     partial_dir,
@@ -64,7 +65,7 @@ def collect_run_dir(cluster: Cluster, pod_name: str, out_root: Path, run_id: str
     leaves nothing half-written under the run's name. Only the run's own directory (finished or
     .partial) is accepted; tarfile's "data" filter refuses links and paths leading outside.
     """
-    wanted = {run_id, run_id + PARTIAL_SUFFIX}
+    wanted = {run_id, partial_dir(Path(), run_id).name}
     out_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".collect-{run_id}-", dir=out_root))
     try:
@@ -87,7 +88,8 @@ def collect_run_dir(cluster: Cluster, pod_name: str, out_root: Path, run_id: str
         if target.exists():
             raise CollectError(f"{target} already exists: move it away and collect again")
         found[0].rename(target)
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, cluster.ApiException, urllib3.exceptions.HTTPError) as exc:
+        # the proxy's refusal (a 404 from a pod with nothing to hand back), a cut stream
         raise CollectError(f"collecting run {run_id} from pod {pod_name} failed: {exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
