@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import scenarios as registry
-from runner.agent.pinning import allowed_cpus
 from runner.checkpoint import label_plan
 from runner.engine_flags import draft_model, with_draft_path
 from runner.errors import PlanError
 from runner.executors.base import EventSink, Executor
 from runner.executors.docker import DockerExecutor, DockerSettings
+from runner.executors.docker_replicas import allowed_cpus as replica_cpus_allowed
 from runner.executors.local import LocalExecutor, LocalSettings
 from runner.images import docker_ops
 from runner.images.catalog import Catalog, load_catalog, resolve_image_choice
@@ -157,7 +157,8 @@ def _replicas(
         scenarios=scenarios,
         gpus=parse_gpus(request.gpus) if request.gpus else (),
         discover=lambda: [gpu.index for gpu in discover(vendor)],
-        cpus=allowed_cpus,
+        # the CPUs the replicas will share: --cpus for docker's containers, else bench-run's
+        cpus=lambda: replica_cpus_allowed(request.cpus),
     )
 
 

@@ -268,6 +268,10 @@ def test_parse_count() -> None:
         (["--replicas", "2", "--scenario", "latency"], "--scenario latency runs one engine"),
         (["--spread", "clients"], "--spread clients spreads load over replicas"),
         (["--replicas", "x"], "--replicas 'x': give a number of servers"),
+        (  # docker's replicas share --cpus, not the CPUs bench-run itself may use
+            ["--replicas", "2", "--executor", "docker", "--cpus", "0"],
+            "--replicas 2 on the cpu vendor needs a core each but 1 are allowed here",
+        ),
         (
             ["--replicas", "2", "--executor", "k8s"],
             "--replicas and --spread run with --executor local or docker",
