@@ -161,19 +161,18 @@ def collect(sweep: Sweep, *, give_up: bool = False) -> tuple[list[str], list[Run
 
 def _settle_sweep(folder: Path) -> None:
     """A sweep folder's sweep.json: each configuration's run collected gets its state."""
-    from runner.sweep import FAILED, read_sweep, write_sweep  # noqa: PLC0415
+    from runner.sweep import FAILED, ok_points, read_sweep, write_sweep  # noqa: PLC0415
 
     if not (folder / "sweep.json").is_file():
         return
     record = read_sweep(folder)
     for entry in record["configurations"]:
-        for run in entry["runs"]:
-            status = read_json(folder / run["run_id"] / STATUS_FILE)
-            if status is None:
-                continue
-            points = status.get("points") or []
-            run["ok_points"] = sorted(str(p["id"]) for p in points if p.get("verdict") == OK)
-            entry["state"] = OK if set(entry["points"]) <= set(run["ok_points"]) else FAILED
+        collected = [r for r in entry["runs"] if (folder / r["run_id"] / STATUS_FILE).is_file()]
+        for run in collected:
+            run["ok_points"] = sorted(ok_points(folder / run["run_id"]))
+        if collected:  # ok when every point is ok in some run (a resume's and the first's)
+            done = {point for run in entry["runs"] for point in run.get("ok_points", ())}
+            entry["state"] = OK if set(entry["points"]) <= done else FAILED
     write_sweep(folder, record)
 
 
