@@ -49,9 +49,26 @@ GAUGES = {
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
 
 
+# Each engine (a replica, a data-parallel rank) reports these under its own labels: summing
+# them would give a KV-cache usage fraction above 1 and N GPUs' bytes as one GPU's. The largest
+# usage and the mean bytes per GPU are kept; every other metric is summed (tokens, requests).
+_LARGEST = frozenset(GAUGES["kv_cache_usage"])
+_MEAN = frozenset((COUNTERS["read_bytes"],))
+
+
+def combine(name: str, values: list[float]) -> float:
+    """One metric's value over its label sets (or over several servers)."""
+    if name in _LARGEST:
+        return max(values)
+    if name in _MEAN:
+        return sum(values) / len(values)
+    return sum(values)
+
+
 def parse(text: str) -> dict[str, float]:
-    """Prometheus text -> each metric name's value summed over its label sets (buckets skipped)."""
-    totals: dict[str, float] = {}
+    """Prometheus text -> each metric name's value over its label sets (combine; buckets
+    skipped)."""
+    found: dict[str, list[float]] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -67,8 +84,8 @@ def parse(text: str) -> dict[str, float]:
             continue
         if math.isnan(value):
             continue
-        totals[name] = totals.get(name, 0.0) + value
-    return totals
+        found.setdefault(name, []).append(value)
+    return {name: combine(name, values) for name, values in found.items()}
 
 
 def metrics_url(health_url: str) -> str:
@@ -118,15 +135,16 @@ class ServerSampler:
         self.peaks = Peaks()
 
     def _scrape_all(self) -> dict[str, float] | None:
-        """The servers' values summed (several replicas serve one point); None if any is silent."""
-        total: dict[str, float] = {}
+        """The servers' values combined (several replicas serve one point); None if any is
+        silent."""
+        found: dict[str, list[float]] = {}
         for url in self.urls:
             values = scrape(url)
             if values is None:
                 return None
             for name, value in values.items():
-                total[name] = total.get(name, 0.0) + value
-        return total
+                found.setdefault(name, []).append(value)
+        return {name: combine(name, values) for name, values in found.items()}
 
     def start(self) -> None:
         self.before = self._scrape_all()

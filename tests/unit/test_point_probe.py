@@ -106,14 +106,30 @@ vllm:num_requests_running NaN
 not a sample line
 """
     values = server_metrics.parse(text)
-    assert values == {"vllm:gpu_cache_usage_perc": 0.75}  # the old gauge name, summed over engines
+    # the old gauge name; a fraction per engine: the fullest engine's, never a sum above 1
+    assert values == {"vllm:gpu_cache_usage_perc": 0.5}
     peaks = server_metrics.Peaks()
     peaks.add(values)
-    assert peaks.values == {"kv_cache_usage": 0.75}
+    assert peaks.values == {"kv_cache_usage": 0.5}
     assert (
         server_metrics.metrics_url("http://127.0.0.1:8000/health")
         == "http://127.0.0.1:8000/metrics"
     )
+
+
+def test_engines_and_replicas_combine_per_metric() -> None:
+    text = """vllm:kv_cache_usage_perc{engine="0"} 0.75
+vllm:kv_cache_usage_perc{engine="1"} 0.5
+vllm:estimated_read_bytes_per_gpu_total{engine="0"} 100
+vllm:estimated_read_bytes_per_gpu_total{engine="1"} 300
+vllm:generation_tokens_total{engine="0"} 10
+vllm:generation_tokens_total{engine="1"} 20
+"""
+    assert server_metrics.parse(text) == {
+        "vllm:kv_cache_usage_perc": 0.75,  # the fullest engine's
+        "vllm:estimated_read_bytes_per_gpu_total": 200.0,  # still per GPU: the engines' mean
+        "vllm:generation_tokens_total": 30.0,  # every engine's tokens
+    }
 
 
 @pytest.fixture
