@@ -8,19 +8,18 @@ only: lm-eval is a separate process, and a missing lm-eval is one line, not a tr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+from ..rundir import atomic_write_text
+from .procs import http_status, kill_group
 
 # The server is asked for /health this often while lm-eval runs; this many misses in a row
 # mean it died, and lm-eval (which would retry each request for minutes) is stopped.
@@ -35,25 +34,6 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5.0) as reply:  # noqa: S310 - our own server
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _watch(proc: subprocess.Popen[bytes], health: str | None) -> int:
     """Wait for lm-eval; stop it when the server stops answering. Its exit status, or ours."""
     misses = 0
@@ -64,9 +44,9 @@ def _watch(proc: subprocess.Popen[bytes], health: str | None) -> int:
             pass
         if health is None:
             continue
-        misses = 0 if _healthy(health) else misses + 1
+        misses = 0 if http_status(health) == 200 else misses + 1
         if misses >= MISSES:
-            _stop(proc)
+            kill_group(proc, grace_s=10.0)
             _say(
                 f"error: the server stopped answering {health} during the evaluation "
                 "(see server.log); lm-eval was stopped"
@@ -85,9 +65,7 @@ def _keep(found: Path, result: Path) -> None:
     data = json.loads(found.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{found} does not hold a JSON object")
-    tmp = result.with_name(f".{result.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, result)
+    atomic_write_text(result, json.dumps(data, indent=2, sort_keys=True))
 
 
 def lmeval_env(env: dict[str, str]) -> dict[str, str]:
@@ -122,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _watch(proc, args.health)
     except BaseException:
-        _stop(proc)
+        kill_group(proc, grace_s=10.0)
         raise
     if code == EXIT_SERVER_DIED:
         return code  # its line is the last: the point's reason
