@@ -59,9 +59,8 @@ def run_dir_of(out_root: Path, run_id: str) -> Path | None:
 class _Collection:
     """What the collect server hands out and whether it has been told the copy is home."""
 
-    def __init__(self, run_dir: Path | None, arcname: str) -> None:
+    def __init__(self, run_dir: Path | None) -> None:
         self.run_dir = run_dir
-        self.arcname = arcname
         self.done = threading.Event()
 
 
@@ -103,7 +102,7 @@ def serve_run_dir(
     run_dir: Path | None, port: int, hold_s: float, events: Events, code: int
 ) -> bool:
     """Serve the run directory until it is collected or hold_s passes; True when collected."""
-    collection = _Collection(run_dir, run_dir.name if run_dir else "")
+    collection = _Collection(run_dir)
     server = ThreadingHTTPServer(("0.0.0.0", port), _handler(collection))  # noqa: S104 (the pod)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="collect", daemon=True)

@@ -26,7 +26,8 @@ DEFAULT_HOLD_S = 3600  # how long a finished pod waits to be collected
 LABEL_MANAGED = "vllm-bench/managed"  # "true"
 LABEL_SWEEP = "vllm-bench/sweep"  # the sweep id: `bench-run k8s status|collect|cancel` find by it
 ANNOTATION_RUN_IDS = "vllm-bench/run-ids"  # on a Job: a JSON list, run id by completion index
-INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"  # set by Kubernetes on each pod
+# set by Kubernetes on each pod of an Indexed Job, as a label (1.28+) and an annotation
+INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 
 
 def job_file_name(index: int) -> str:

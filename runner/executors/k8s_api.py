@@ -11,11 +11,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.agent.pod_contract import INDEX_ANNOTATION, LABEL_MANAGED, LABEL_SWEEP
+from runner.agent.pod_contract import INDEX_LABEL, LABEL_MANAGED, LABEL_SWEEP
 from runner.errors import BenchError, PreflightError
 
 INSTALL_HINT = "pip install 'vllm-bench-images[k8s]'"
-INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # on each pod of an Indexed Job
 JOB_NAME_LABEL = "job-name"
 # A pod's container waiting in one of these will not start without a change of the spec.
 STUCK_WAITING = {
@@ -211,13 +210,6 @@ def api_reason(exc: Any) -> str:
         if message:
             return f"{exc.status} {message}"
     return f"{getattr(exc, 'status', '?')} {getattr(exc, 'reason', '') or exc}".strip()
-
-
-def pod_index(pod: Any) -> int | None:
-    labels = pod.metadata.labels or {}
-    annotations = pod.metadata.annotations or {}
-    text = labels.get(INDEX_LABEL) or annotations.get(INDEX_ANNOTATION)
-    return int(text) if text is not None and str(text).isdigit() else None
 
 
 @dataclass(frozen=True)
