@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .own import with_agent_path
 from .procs import CommandResult, child_argv, kill_group
 from .provenance import interpreter_of
 
-# Where `runner` is importable from: the directory holding the runner package.
-_AGENT_ROOT = Path(__file__).resolve().parents[2]
 SERVE_PREFIX = ("bench", "serve")
 CLIENT_MODES = ("persistent", "process")
 
@@ -53,13 +52,12 @@ class LoadGenerator:
 
     def start(self) -> None:
         """Start it now, so that its import of vLLM overlaps the server's start."""
-        path = os.pathsep.join(p for p in (str(_AGENT_ROOT), self.env.get("PYTHONPATH")) if p)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 child_argv([self.python, "-m", "runner.agent.loadgen"]),
                 cwd=self.cwd,
-                env={**self.env, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"},
+                env={**with_agent_path(self.env), "PYTHONUNBUFFERED": "1"},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,

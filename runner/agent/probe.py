@@ -23,7 +23,6 @@ and latencies (time.perf_counter: CLOCK_MONOTONIC on Linux, the clock of time.mo
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import threading
@@ -32,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..rundir import read_json
 from . import roofline, server_metrics, telemetry
 
 INTERVAL_S = 0.5
@@ -219,7 +219,7 @@ class PointProbe:
     def finish(self, result: Path) -> dict[str, Any]:
         """Stop sampling; the point's {"metrics", "warnings", "window_s", "sources"}."""
         self.stop()
-        client = _read(result)
+        client = read_json(result) or {}
         requested = client.get("request_rate")
         requested_rate = float(requested) if isinstance(requested, (int, float)) else None
         t0, t1 = benchmark_window(client, self.started, self.stopped)
@@ -248,14 +248,6 @@ class PointProbe:
                 "cpu_energy": "rapl" if self.cpu.packages else None,
             },
         }
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class Watched:
