@@ -13,7 +13,7 @@ from runner import __version__, scenarios
 from runner.engine_flags import with_draft_path
 from runner.plan import Point, Run
 from runner.replicas import Replicas
-from runner.rundir import Job, PointJob, ServerJob, raw_result
+from runner.rundir import Job, PointJob, ServerJob, raw_result, server_log
 from runner.vendors import profile_for
 
 TOOL_NAME = "vllm-bench-images"
@@ -116,7 +116,7 @@ def _replica_server(
             "argv": [*server_argv(run, target.vllm, "0.0.0.0", port, target.paths), *extra],  # noqa: S104
             "base_url": url, "health_url": f"{url}/health", "metrics_url": f"{url}/metrics",
             "gpus": list(gpus), "env": {},
-            "remote": {"host": where.hosts[k], "log": f"{where.log_dir}/server-{k}.log",
+            "remote": {"host": where.hosts[k], "log": f"{where.log_dir}/{server_log(k)}",
                        "cpus": None if cpus is None else list(cpus)},
         }  # fmt: skip
     url = f"http://{target.host}:{port}"

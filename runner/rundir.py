@@ -66,6 +66,11 @@ def point_log(point_id: str) -> str:
     return f"{LOGS_DIR}/{point_id}.log"
 
 
+def server_log(index: int) -> str:
+    """The log of --replicas' server `index` in the run directory (and beside it, staged)."""
+    return f"server-{index}.log"
+
+
 @dataclass(frozen=True)
 class SonnetJob:
     """The sonnet recipe's prompts, which the agent writes before the point runs."""

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..rundir import LOGS_DIR, RAW_DIR, PointJob, atomic_write_json
+from ..rundir import LOGS_DIR, RAW_DIR, PointJob, atomic_write_json, server_log
 from ..vendors import discover
 from . import merge, pinning
 from .client import serve_args
@@ -35,10 +35,6 @@ CLIENTS_DIR = f"{RAW_DIR}/replicas"  # each client's own vLLM result, beside the
 _SUCCESS = re.compile(r"^vllm:request_success_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")
 _ENGINE = re.compile(r'engine="(?P<engine>\d+)"')
 Measure = Callable[[PointJob, Path], CommandResult]
-
-
-def server_log(index: int) -> str:
-    return f"server-{index}.log"
 
 
 def router_executable(vllm: str) -> str | None:
@@ -132,12 +128,6 @@ def client_args(args: Sequence[str], k: int, count: int, base_url: str, point_id
     _set(mine, "--result-dir", CLIENTS_DIR)
     _set(mine, "--result-filename", f"{point_id}-{k}.json")
     return mine
-
-
-def _exit_status(server: Server | RemoteServer) -> int | None:
-    if isinstance(server, RemoteServer):
-        return server.exit_status
-    return server.proc.returncode if server.proc is not None else None
 
 
 @contextmanager
@@ -357,7 +347,7 @@ class Fleet:
         """status.json's replicas: each one's GPUs, CPUs, log, ready time and exit."""
         if self.spread == "dp":  # one server: its engines are the replicas
             server = self.servers[0]
-            code = _exit_status(server)
+            code = server.exit_status
             every = self.cpus[0]
             shares: list[list[int] | None] = [every] * self.count
             if every and not self.spec.get("uses_gpus"):  # the CPU: engine k on share k
@@ -377,7 +367,7 @@ class Fleet:
                     "url": spec.get("base_url"),
                     "log": server_log(k),
                     "ready_s": self.ready_s[k],
-                    "exit_status": _exit_status(server),
+                    "exit_status": server.exit_status,
                 }
             )
         return out

@@ -263,6 +263,11 @@ class Server(WatchedServer):
     def start(self) -> None:
         self.proc = spawn(self.argv, cwd=self.cwd, env=self.env, log=self.log, cpus=self.cpus)
 
+    @property
+    def exit_status(self) -> int | None:
+        """Its exit status as last seen (None: not started, or not seen ended)."""
+        return self.proc.returncode if self.proc is not None else None
+
     def _exited(self) -> int | None:
         assert self.proc is not None
         return self.proc.poll()

@@ -30,7 +30,7 @@ from runner.images.tuning import Tuning, run_tuning, tuning_line
 from runner.jobs import Deadlines, build_job, git_commit
 from runner.plan import Plan, Run
 from runner.preflight import check_partitions, partition_line
-from runner.rundir import Job
+from runner.rundir import Job, server_log
 from runner.vendors import check_gpu_ids, check_host, discover, profile_for
 
 CONTAINER_PORT = 8000  # the server's port inside the container's own network namespace
@@ -263,7 +263,7 @@ class DockerExecutor:
             gpus = list(run.replicas.sets[k])
             lines.append(
                 f"# replica {k} (GPUs {gpus}, cpuset {spec.cpuset_cpus or 'all'}), "
-                f"server-{k}.log in the run directory:"
+                f"{server_log(k)} in the run directory:"
             )
             lines.append(docker_run_line(spec))
         if run.replicas.spread == "router":

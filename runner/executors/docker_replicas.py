@@ -40,7 +40,7 @@ from runner.executors.render.docker_api import to_docker_kwargs
 from runner.images.render import LABEL_PREFIX
 from runner.jobs import RemoteReplicas
 from runner.plan import Run
-from runner.rundir import PROVENANCE_FILE, atomic_write_json
+from runner.rundir import PROVENANCE_FILE, atomic_write_json, server_log
 from runner.vendors import discover, parse_cpuset, profile_for
 
 LABEL_REPLICA = LABEL_PREFIX + "replica"
@@ -257,7 +257,7 @@ class ReplicaContainers:
             return
         logs = log_dir_host(self._out_root, self._run_id)
         for k in range(len(self._containers)):
-            source, target = logs / f"server-{k}.log", run_dir / f"server-{k}.log"
+            source, target = logs / server_log(k), run_dir / server_log(k)
             if source.is_file() and not target.exists():
                 with contextlib.suppress(OSError):
                     shutil.copyfile(source, target)
@@ -281,7 +281,7 @@ class ReplicaContainers:
                     "host": spec.network_aliases[0] if spec.network_aliases else None,
                     "gpus": spec.labels.get(LABEL_GPUS),
                     "cpuset_cpus": spec.cpuset_cpus,
-                    "log": f"server-{k}.log",
+                    "log": server_log(k),
                     "spec": spec.redacted(),
                 }
             )

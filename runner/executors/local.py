@@ -33,7 +33,7 @@ from runner.preflight import (
     free_port,
     partition_line,
 )
-from runner.rundir import Job
+from runner.rundir import Job, server_log
 from runner.vendors import profile_for
 
 
@@ -242,7 +242,7 @@ def replica_lines(replicas: Mapping[str, Any], secrets: list[str]) -> list[str]:
     lines = [f"# {replicas['count']} replicas, --spread {replicas['spread']}:"]
     for k, server in enumerate(replicas["servers"]):
         env = " ".join(f"{name}={value}" for name, value in server["env"].items())
-        lines.append(f"# server {k} (GPUs {server['gpus'] or 'none'}; server-{k}.log):")
+        lines.append(f"# server {k} (GPUs {server['gpus'] or 'none'}; {server_log(k)}):")
         lines.append(
             ((env + " ") if env else "") + shlex.join(redact_argv(server["argv"], secrets))
         )
